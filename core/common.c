@@ -1,0 +1,62 @@
+/* The error contract and small helpers every module shares:
+ * error messages, clocks, and duration parsing for the script API. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nlgate/common.h"
+
+int nlg_err_set(struct nlg_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code > 0 ? -code : (code ? code : -EINVAL);
+}
+
+uint64_t nlg_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t nlg_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int nlg_parse_duration_ms(const char *s, uint64_t *ms)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		;
+	else if (!*end || !strcmp(end, "s"))
+		v *= 1000;
+	else if (!strcmp(end, "m"))
+		v *= 60 * 1000;
+	else if (!strcmp(end, "h"))
+		v *= 3600 * 1000;
+	else
+		return -EINVAL;
+	if (v > 1e15)
+		return -ERANGE;
+	*ms = (uint64_t)v;
+	return 0;
+}

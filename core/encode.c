@@ -1,0 +1,2 @@
+/* encode: under construction. */
+#include "nlgate/common.h"

@@ -1,0 +1,2 @@
+/* loop: under construction. */
+#include "nlgate/common.h"

@@ -1,0 +1,2 @@
+/* nl: under construction. */
+#include "nlgate/common.h"

@@ -1,0 +1,2 @@
+/* out_unix: under construction. */
+#include "nlgate/common.h"

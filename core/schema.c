@@ -1,0 +1,156 @@
+/* Generic schema machinery: the list of record kinds, field lookup, and the
+ * key bytes (msgpack and JSON) pre-encoded once at start-up. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nlgate/schema.h"
+#include "nlgate/record.h"
+
+#ifdef NLGATE_HAVE_CT
+extern struct nlg_schema nlg_ct_schema;
+#endif
+
+struct nlg_schema *const nlg_schemas[] = {
+	&nlg_sock_schema,
+#ifdef NLGATE_HAVE_CT
+	&nlg_ct_schema,
+#endif
+	NULL,
+};
+
+static void key_init(struct nlg_fkey *k, const char *name)
+{
+	size_t n = strlen(name);
+
+	/* Field names are short identifiers: fixstr (< 32 bytes) always fits. */
+	if (n > 31)
+		abort();
+	k->mp[0] = (uint8_t)(0xa0 | n);
+	memcpy(k->mp + 1, name, n);
+	k->mp_len = (uint8_t)(n + 1);
+	k->json[0] = '"';
+	memcpy(k->json + 1, name, n);
+	k->json[n + 1] = '"';
+	k->json[n + 2] = ':';
+	k->json_len = (uint8_t)(n + 3);
+}
+
+void nlg_schema_init(void)
+{
+	for (size_t i = 0; nlg_schemas[i]; i++) {
+		struct nlg_schema *s = nlg_schemas[i];
+		if (s->keys)
+			continue;
+		s->keys = calloc(s->nfields, sizeof(*s->keys));
+		if (!s->keys)
+			abort();
+		for (size_t f = 0; f < s->nfields; f++)
+			key_init(&s->keys[f], s->fields[f].name);
+	}
+}
+
+const struct nlg_schema *nlg_schema_find(const char *kind)
+{
+	for (size_t i = 0; nlg_schemas[i]; i++)
+		if (!strcmp(nlg_schemas[i]->kind, kind))
+			return nlg_schemas[i];
+	return NULL;
+}
+
+int nlg_schema_field(const struct nlg_schema *s, const char *name)
+{
+	for (size_t i = 0; i < s->nfields; i++)
+		if (!strcmp(s->fields[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+int64_t nlg_field_int(const struct nlg_field *f, const void *rec)
+{
+	const char *p = (const char *)rec + f->offset;
+
+	switch (f->type) {
+	case NLG_T_U8:
+	case NLG_T_BOOL:
+	case NLG_T_ENUM:
+		return *(const uint8_t *)p;
+	case NLG_T_U16:
+		return *(const uint16_t *)p;
+	case NLG_T_U32:
+	case NLG_T_FLAGS:
+		return *(const uint32_t *)p;
+	case NLG_T_U64:
+		return (int64_t) * (const uint64_t *)p;
+	case NLG_T_I32:
+		return *(const int32_t *)p;
+	case NLG_T_I64:
+		return *(const int64_t *)p;
+	default:
+		return 0;
+	}
+}
+
+static size_t flags_text(const struct nlg_field *f, uint32_t v, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = 0;
+	for (unsigned bit = 0; f->names && f->names[bit] && bit < 32; bit++) {
+		if (!(v & (1u << bit)))
+			continue;
+		int n = snprintf(buf + off, len - off, "%s%s", off ? "|" : "", f->names[bit]);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+	return off;
+}
+
+size_t nlg_field_text(const struct nlg_field *f, const void *rec, char *buf, size_t len)
+{
+	const char *p = (const char *)rec + f->offset;
+	int n = 0;
+
+	if (!len)
+		return 0;
+	switch (f->type) {
+	case NLG_T_ADDR: {
+		const struct nlg_addr *a = (const struct nlg_addr *)p;
+		if (!a->family || !inet_ntop(a->family, a->bytes, buf, (socklen_t)len))
+			buf[0] = 0;
+		return strlen(buf);
+	}
+	case NLG_T_STR:
+		n = snprintf(buf, len, "%.*s", (int)f->size, p);
+		break;
+	case NLG_T_ENUM: {
+		unsigned v = *(const uint8_t *)p, i;
+		for (i = 0; f->names && f->names[i] && i < v; i++)
+			;
+		if (f->names && f->names[i] && i == v)
+			n = snprintf(buf, len, "%s", f->names[v]);
+		else
+			n = snprintf(buf, len, "%u", v);
+		break;
+	}
+	case NLG_T_FLAGS:
+		return flags_text(f, *(const uint32_t *)p, buf, len);
+	case NLG_T_HEX:
+		for (size_t i = 0; i < f->size && 2 * i + 2 < len; i++)
+			n += snprintf(buf + 2 * i, len - 2 * i, "%02x", (uint8_t)p[i]);
+		break;
+	case NLG_T_U64:
+		n = snprintf(buf, len, "%" PRIu64, *(const uint64_t *)p);
+		break;
+	default:
+		n = snprintf(buf, len, "%" PRId64, nlg_field_int(f, rec));
+		break;
+	}
+	if (n < 0)
+		n = 0;
+	return (size_t)n < len ? (size_t)n : len - 1;
+}

@@ -1,0 +1,2 @@
+/* sockdiag: under construction. */
+#include "nlgate/common.h"

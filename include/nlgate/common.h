@@ -1,0 +1,32 @@
+/* Shared basics: the error contract, callback verdicts, time helpers.
+ * Functions return 0 (or a count) on success and a negative errno on failure;
+ * a message for the user is written into a struct nlg_err where the context is known. */
+#ifndef NLGATE_COMMON_H
+#define NLGATE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NLG_ERRLEN 256
+
+struct nlg_err {
+	char msg[NLG_ERRLEN];
+};
+
+/* Fill err (if not NULL) with a formatted message and return -abs(code). */
+int nlg_err_set(struct nlg_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Callback verdicts, as libmnl: continue, stop cleanly, or fail. */
+enum { NLG_CB_ERROR = -1, NLG_CB_STOP = 0, NLG_CB_OK = 1 };
+
+uint64_t nlg_now_ms(void);      /* CLOCK_MONOTONIC, milliseconds */
+uint64_t nlg_realtime_ns(void); /* CLOCK_REALTIME, nanoseconds */
+
+/* Parse "500ms", "2s", "1m", "1h" or a bare number of seconds; -EINVAL if bad. */
+int nlg_parse_duration_ms(const char *s, uint64_t *ms);
+
+#define NLG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define NLG_UNUSED(x)     (void)(x)
+
+#endif

@@ -1,0 +1,48 @@
+/* Schema-driven encoding of records: msgpack (with msgpack-c) and JSON lines.
+ * Frames are [tag, time, record]: time is the msgpack timestamp ext (-1). */
+#ifndef NLGATE_ENCODE_H
+#define NLGATE_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+#include "schema.h"
+
+/* A growable byte buffer owned by the caller. */
+struct nlg_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+
+void nlg_buf_init(struct nlg_buf *b);
+void nlg_buf_free(struct nlg_buf *b);
+int nlg_buf_reserve(struct nlg_buf *b, size_t extra); /* 0 or -ENOMEM */
+int nlg_buf_append(struct nlg_buf *b, const void *p, size_t n);
+static inline void nlg_buf_reset(struct nlg_buf *b)
+{
+	b->len = 0;
+}
+
+/* A msgpack packer that appends to b (msgpack_packer_init with a write cb). */
+void nlg_mp_init(msgpack_packer *pk, struct nlg_buf *b);
+
+/* Encode a record as a msgpack map / a JSON object (no newline). Absent
+ * groups are left out. */
+int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void *rec);
+int nlg_enc_json_record(struct nlg_buf *b, const struct nlg_schema *s, const void *rec);
+
+/* Frame header: array(3), tag, timestamp. The caller then appends one map. */
+int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns);
+/* Whole frame from a C record. */
+int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns,
+		     const struct nlg_schema *s, const void *rec);
+
+/* JSON string escaping, for other encoders that emit JSON. */
+int nlg_json_str(struct nlg_buf *b, const char *s, size_t n);
+
+/* Decode one msgpack frame [tag, time, map] from buf into JSON line text
+ * (`{"tag":..,"time":..,<record fields>}`) for `nlgate tail`. Returns bytes
+ * consumed, 0 if the frame is incomplete, -EPROTO if it is not a frame. */
+int nlg_frame_to_json(const uint8_t *buf, size_t len, struct nlg_buf *out);
+
+#endif

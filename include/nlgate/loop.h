@@ -1,0 +1,35 @@
+/* A small epoll event loop: file events, millisecond timers, stop.
+ * Modelled on Redis's ae: the loop knows nothing of what it drives. */
+#ifndef NLGATE_LOOP_H
+#define NLGATE_LOOP_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct nlg_loop;
+
+typedef void nlg_io_fn(struct nlg_loop *loop, int fd, uint32_t events, void *data);
+/* Returns the next delay in ms, or a negative value to delete the timer. */
+typedef int64_t nlg_timer_fn(struct nlg_loop *loop, int64_t id, void *data);
+
+struct nlg_loop *nlg_loop_create(void);
+void nlg_loop_destroy(struct nlg_loop *loop); /* accepts NULL */
+
+/* events: EPOLLIN / EPOLLOUT. add replaces an existing registration. */
+int nlg_loop_add_fd(struct nlg_loop *loop, int fd, uint32_t events, nlg_io_fn *fn, void *data);
+int nlg_loop_mod_fd(struct nlg_loop *loop, int fd, uint32_t events);
+void nlg_loop_del_fd(struct nlg_loop *loop, int fd);
+
+/* Returns a timer id (> 0) or a negative errno. */
+int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_fn *fn,
+			   void *data);
+void nlg_loop_del_timer(struct nlg_loop *loop, int64_t id);
+
+/* Run one iteration, waiting at most timeout_ms (-1: until the next timer). */
+int nlg_loop_run_once(struct nlg_loop *loop, int timeout_ms);
+/* Run until nlg_loop_stop(). */
+int nlg_loop_run(struct nlg_loop *loop);
+void nlg_loop_stop(struct nlg_loop *loop);
+int nlg_loop_stopped(const struct nlg_loop *loop);
+
+#endif

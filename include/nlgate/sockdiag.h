@@ -1,0 +1,76 @@
+/* inet_diag socket dumps over NETLINK_SOCK_DIAG → struct nlg_sock records.
+ * One poll is a sequence of dump requests (each family × protocol asked for),
+ * run by the nl.c dump runner, non-blocking and driven by readiness. */
+#ifndef NLGATE_SOCKDIAG_H
+#define NLGATE_SOCKDIAG_H
+
+#include <stdint.h>
+#include <linux/netlink.h>
+#include "common.h"
+#include "record.h"
+#include "nl.h"
+
+enum {
+	NLG_SD_INET = 1u << 0,
+	NLG_SD_INET6 = 1u << 1,
+};
+enum {
+	NLG_SD_TCP = 1u << 0,
+	NLG_SD_UDP = 1u << 1,
+	NLG_SD_MPTCP = 1u << 2,
+};
+
+struct nlg_sockdiag_req {
+	uint32_t families; /* NLG_SD_INET | NLG_SD_INET6 */
+	uint32_t protos;   /* NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP */
+	uint32_t states;   /* bitmask of 1 << TCP_* state; 0 means all */
+	uint8_t ext;       /* idiag_ext bits: 1 << (INET_DIAG_INFO - 1), ... */
+	uint16_t sport, dport; /* kernel-side port filter (bytecode), 0 = any */
+};
+
+/* Parse a state list ("established,listen", "all", "connected", "synrecv" ...)
+ * into a state mask; names as ss takes them. -EINVAL with err on a bad name. */
+int nlg_sockdiag_parse_states(const char *list, uint32_t *mask, struct nlg_err *err);
+/* Parse an info list ("tcp_info,meminfo,skmem,cong,tos,bbr,vegas", "all", "none")
+ * into idiag_ext bits. */
+int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err);
+/* The ss name of a kernel state ("ESTAB", "LISTEN", "UNCONN", ...). */
+const char *nlg_sockdiag_state_name(unsigned int state);
+
+/* Decode one SOCK_DIAG_BY_FAMILY reply into out (fully overwritten).
+ * ipproto is the IPPROTO_* the request asked for (the reply does not say).
+ * Returns 0, or -EPROTO if the message or an attribute is malformed. */
+int nlg_sock_decode(const struct nlmsghdr *nlh, int ipproto, struct nlg_sock *out);
+
+struct nlg_sockdiag_stats {
+	uint64_t polls;    /* completed polls */
+	uint64_t records;  /* records decoded */
+	uint64_t malformed;/* replies that failed to decode, skipped */
+	uint64_t failed;   /* polls that ended in an error */
+	uint64_t skipped;  /* requests skipped because the kernel lacks the protocol */
+};
+
+struct nlg_sockdiag; /* opaque source */
+
+typedef int nlg_sock_fn(const struct nlg_sock *rec, void *data); /* NLG_CB_* */
+
+/* netns: NULL or a name under /run/netns. */
+struct nlg_sockdiag *nlg_sockdiag_open(const char *netns, struct nlg_err *err);
+void nlg_sockdiag_close(struct nlg_sockdiag *sd); /* accepts NULL */
+int nlg_sockdiag_fd(const struct nlg_sockdiag *sd);
+struct nlg_nl *nlg_sockdiag_nl(struct nlg_sockdiag *sd);
+const struct nlg_sockdiag_stats *nlg_sockdiag_stats(const struct nlg_sockdiag *sd);
+
+/* Begin a poll: the first request is sent. Non-blocking from here on. */
+int nlg_sockdiag_start(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req,
+		       struct nlg_err *err);
+/* Read what is ready, decode, call fn per record. Returns 1 if the poll is
+ * still running (wait for readability), 0 when all requests are done, or a
+ * negative errno (err filled). A protocol the kernel lacks (MPTCP, UDP diag
+ * module absent) is skipped and counted, not fatal. */
+int nlg_sockdiag_step(struct nlg_sockdiag *sd, nlg_sock_fn *fn, void *data, struct nlg_err *err);
+/* Whole poll, blocking (for the command line). */
+int nlg_sockdiag_poll(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req,
+		      nlg_sock_fn *fn, void *data, struct nlg_err *err);
+
+#endif
