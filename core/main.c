@@ -1,0 +1,5 @@
+/* The command line: under construction. */
+int main(void)
+{
+	return 0;
+}
