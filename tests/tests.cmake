@@ -48,3 +48,11 @@ foreach(src ${NLG_INTEGRATION_TESTS})
     TIMEOUT 600
     RUN_SERIAL TRUE)
 endforeach()
+
+# Benchmark helpers: tests/bench/<name>.c → bench_<name> (run by the bench scripts, not by ctest).
+file(GLOB NLG_BENCH_PROGS ${CMAKE_SOURCE_DIR}/tests/bench/*.c)
+foreach(src ${NLG_BENCH_PROGS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(bench_${name} ${src})
+  target_link_libraries(bench_${name} PRIVATE nlgcore)
+endforeach()
