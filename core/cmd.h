@@ -1,0 +1,41 @@
+/* Internal to the command line: the command table entries and the record
+ * printer the one-shot commands share (JSON lines, or msgpack with --msgpack). */
+#ifndef NLGATE_CMD_H
+#define NLGATE_CMD_H
+
+#include <stdio.h>
+#include "nlgate/encode.h"
+#include "nlgate/schema.h"
+
+/* Each command: argv[0] is the command word(s) already consumed, e.g.
+ * nlg_cmd_dump_sockets(argc, argv) sees argv = {"sockets", opts...}.
+ * Returns the process exit code; prints its own one-line error to stderr. */
+int nlg_cmd_run(int argc, char **argv);
+int nlg_cmd_check(int argc, char **argv);
+int nlg_cmd_dump_sockets(int argc, char **argv);
+int nlg_cmd_tail(int argc, char **argv);
+int nlg_cmd_fields(int argc, char **argv);
+#ifdef NLGATE_HAVE_CT
+int nlg_cmd_dump_conntrack(int argc, char **argv);
+int nlg_cmd_watch_conntrack(int argc, char **argv);
+#endif
+
+/* Print "nlgate: <msg>\n" to stderr; returns 1 (the exit code for errors). */
+int nlg_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Buffered record printer to a stdio-free fd (default 1). */
+struct nlg_printer {
+	int fd;
+	int msgpack;          /* 0: JSON lines, 1: msgpack maps back to back */
+	struct nlg_buf buf;
+	msgpack_packer pk;
+	uint64_t records;
+	int error;            /* first write error (negative errno) */
+};
+void nlg_printer_init(struct nlg_printer *p, int fd, int msgpack);
+/* Append one record; flushes when the buffer passes 256 KiB. */
+int nlg_printer_record(struct nlg_printer *p, const struct nlg_schema *s, const void *rec);
+int nlg_printer_flush(struct nlg_printer *p);
+void nlg_printer_free(struct nlg_printer *p);
+
+#endif
