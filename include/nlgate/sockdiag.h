@@ -21,8 +21,8 @@ enum {
 };
 
 struct nlg_sockdiag_req {
-	uint32_t families; /* NLG_SD_INET | NLG_SD_INET6 */
-	uint32_t protos;   /* NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP */
+	uint32_t families; /* NLG_SD_INET | NLG_SD_INET6; 0 means both */
+	uint32_t protos;   /* NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP; 0 means all three */
 	uint32_t states;   /* bitmask of 1 << TCP_* state; 0 means all */
 	uint8_t ext;       /* idiag_ext bits: 1 << (INET_DIAG_INFO - 1), ... */
 	uint16_t sport, dport; /* kernel-side port filter (bytecode), 0 = any */
@@ -39,7 +39,12 @@ const char *nlg_sockdiag_state_name(unsigned int state);
 
 /* Decode one SOCK_DIAG_BY_FAMILY reply into out (fully overwritten).
  * ipproto is the IPPROTO_* the request asked for (the reply does not say).
- * Returns 0, or -EPROTO if the message or an attribute is malformed. */
+ * Returns 0, or -EPROTO if the message or an attribute is malformed: shorter
+ * than struct inet_diag_msg, an attribute running past the message, or a
+ * known attribute whose payload is shorter than its type (the whole record is
+ * rejected, not half-filled). tcp_info of any length is accepted (copy the
+ * minimum, zero the rest); it is decoded for TCP only (MPTCP's INET_DIAG_INFO
+ * carries struct mptcp_info). -EINVAL for an ipproto other than TCP/UDP/MPTCP. */
 int nlg_sock_decode(const struct nlmsghdr *nlh, int ipproto, struct nlg_sock *out);
 
 struct nlg_sockdiag_stats {
@@ -53,6 +58,11 @@ struct nlg_sockdiag_stats {
 struct nlg_sockdiag; /* opaque source */
 
 typedef int nlg_sock_fn(const struct nlg_sock *rec, void *data); /* NLG_CB_* */
+/* Called before a request interrupted by NLM_F_DUMP_INTR is sent again: the
+ * records it already delivered in this poll (those of this family and proto,
+ * NLG_SOCK_TCP/UDP/MPTCP) will come again. A consumer that keeps records
+ * drops them here; a per-record consumer without it may see them twice. */
+typedef void nlg_sock_restart_fn(uint8_t family, uint8_t proto, void *data);
 
 /* netns: NULL or a name under /run/netns. */
 struct nlg_sockdiag *nlg_sockdiag_open(const char *netns, struct nlg_err *err);
@@ -60,6 +70,8 @@ void nlg_sockdiag_close(struct nlg_sockdiag *sd); /* accepts NULL */
 int nlg_sockdiag_fd(const struct nlg_sockdiag *sd);
 struct nlg_nl *nlg_sockdiag_nl(struct nlg_sockdiag *sd);
 const struct nlg_sockdiag_stats *nlg_sockdiag_stats(const struct nlg_sockdiag *sd);
+/* Set (or clear with NULL) the restart callback; it gets the data given to step/poll. */
+void nlg_sockdiag_set_restart(struct nlg_sockdiag *sd, nlg_sock_restart_fn *restart);
 
 /* Begin a poll: the first request is sent. Non-blocking from here on. */
 int nlg_sockdiag_start(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req,
@@ -67,9 +79,14 @@ int nlg_sockdiag_start(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *r
 /* Read what is ready, decode, call fn per record. Returns 1 if the poll is
  * still running (wait for readability), 0 when all requests are done, or a
  * negative errno (err filled). A protocol the kernel lacks (MPTCP, UDP diag
- * module absent) is skipped and counted, not fatal. */
+ * module absent) is skipped and counted, not fatal — unless it is the only
+ * protocol asked for. fn returning NLG_CB_STOP ends the poll cleanly (the
+ * rest of the current dump is read and dropped); NLG_CB_ERROR fails it.
+ * An interrupted request (NLM_F_DUMP_INTR) is sent again, up to
+ * NLG_NL_INTR_RETRIES times, after the restart callback. */
 int nlg_sockdiag_step(struct nlg_sockdiag *sd, nlg_sock_fn *fn, void *data, struct nlg_err *err);
-/* Whole poll, blocking (for the command line). */
+/* Whole poll, blocking (for the command line), one nlg_nl_dump_run per
+ * request; same rules as step. -EBUSY while a start/step poll is running. */
 int nlg_sockdiag_poll(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req,
 		      nlg_sock_fn *fn, void *data, struct nlg_err *err);
 
