@@ -1,2 +1,829 @@
-/* encode: under construction. */
-#include "nlgate/common.h"
+/* Schema-driven encoding of C records: msgpack maps through msgpack-c and
+ * JSON objects written by hand; frames [tag, time, record]; and the reverse
+ * path, one msgpack frame rendered as a JSON line for `nlgate tail`. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "nlgate/encode.h"
+#include "nlgate/record.h"
+
+/* ---- growable buffer ---- */
+
+void nlg_buf_init(struct nlg_buf *b)
+{
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void nlg_buf_free(struct nlg_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	nlg_buf_init(b);
+}
+
+static int buf_grow(struct nlg_buf *b, size_t extra)
+{
+	size_t need = b->len + extra, cap = b->cap ? b->cap : 256;
+	uint8_t *p;
+
+	if (need < b->len)
+		return -ENOMEM;
+	while (cap < need) {
+		if (cap > SIZE_MAX / 2)
+			return -ENOMEM;
+		cap *= 2;
+	}
+	p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int nlg_buf_reserve(struct nlg_buf *b, size_t extra)
+{
+	if (b->cap - b->len >= extra)
+		return 0;
+	return buf_grow(b, extra);
+}
+
+int nlg_buf_append(struct nlg_buf *b, const void *p, size_t n)
+{
+	if (b->cap - b->len < n && buf_grow(b, n))
+		return -ENOMEM;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* The packer's write callback: called once per packed item, so it is the
+ * hot path of msgpack encoding. One compare in the common case. */
+static inline int mp_write(void *data, const char *p, size_t n)
+{
+	struct nlg_buf *b = data;
+	uint8_t *d;
+
+	if (b->cap - b->len < n && buf_grow(b, n))
+		return -1;
+	d = b->data + b->len;
+	b->len += n;
+	/* Items are mostly 1-9 bytes: a libc memcpy call costs more than that. */
+	if (n <= 16) {
+		for (size_t i = 0; i < n; i++)
+			d[i] = (uint8_t)p[i];
+	} else {
+		memcpy(d, p, n);
+	}
+	return 0;
+}
+
+void nlg_mp_init(msgpack_packer *pk, struct nlg_buf *b)
+{
+	msgpack_packer_init(pk, b, mp_write);
+}
+
+/* ---- field helpers shared by both encoders ---- */
+
+static inline uint64_t rec_present(const struct nlg_schema *s, const void *rec)
+{
+	return *(const uint64_t *)((const char *)rec + s->present_off);
+}
+
+/* The enum's name, or NULL when v is past the end of the names. */
+static const char *enum_name(const struct nlg_field *f, unsigned v)
+{
+	if (!f->names)
+		return NULL;
+	for (unsigned i = 0; i < v; i++)
+		if (!f->names[i])
+			return NULL;
+	return f->names[v];
+}
+
+static char *ip4_text(const uint8_t *b, char *p)
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+		if (v >= 100) {
+			*p++ = (char)('0' + v / 100);
+			*p++ = (char)('0' + v / 10 % 10);
+		} else if (v >= 10) {
+			*p++ = (char)('0' + v / 10);
+		}
+		*p++ = (char)('0' + v % 10);
+		*p++ = '.';
+	}
+	return p - 1;
+}
+
+/* RFC 5952 text, as glibc's inet_ntop writes it (the unit test compares the
+ * two): the first longest run of two or more zero words becomes "::", and
+ * ::a.b.c.d and ::ffff:a.b.c.d keep their IPv4 tail. */
+static char *ip6_text(const uint8_t *b, char *p)
+{
+	static const char hx[] = "0123456789abcdef";
+	uint16_t w[8];
+	int best = -1, bestlen = 0, cur = -1;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (uint16_t)(b[2 * i] << 8 | b[2 * i + 1]);
+		if (w[i]) {
+			cur = -1;
+			continue;
+		}
+		if (cur < 0)
+			cur = i;
+		if (i - cur + 1 > bestlen) {
+			best = cur;
+			bestlen = i - cur + 1;
+		}
+	}
+	if (bestlen < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + bestlen) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (bestlen == 6 || (bestlen == 5 && w[5] == 0xffff)))
+			return ip4_text(b + 12, p);
+		for (int sh = 12, lead = 1; sh >= 0; sh -= 4) {
+			unsigned d = (w[i] >> sh) & 15;
+			if (d || !lead || !sh) {
+				*p++ = hx[d];
+				lead = 0;
+			}
+		}
+	}
+	if (best >= 0 && best + bestlen == 8)
+		*p++ = ':';
+	return p;
+}
+
+/* Addresses as text without inet_ntop, which goes through sprintf and
+ * would cost more than the rest of a record. Returns the length; out holds
+ * INET6_ADDRSTRLEN bytes. */
+static size_t addr_text(const struct nlg_addr *a, char *out)
+{
+	char *end;
+
+	if (a->family == AF_INET)
+		end = ip4_text(a->bytes, out);
+	else if (a->family == AF_INET6)
+		end = ip6_text(a->bytes, out);
+	else
+		end = out;
+	*end = 0;
+	return (size_t)(end - out);
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+/* ---- msgpack ---- */
+
+static int mp_str(msgpack_packer *pk, const char *s, size_t n)
+{
+	return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+static int mp_flags(msgpack_packer *pk, const struct nlg_field *f, uint32_t v)
+{
+	unsigned n = (unsigned)__builtin_popcount(v), nnames = 0;
+	int rc = msgpack_pack_array(pk, n);
+
+	while (f->names && nnames < 32 && f->names[nnames])
+		nnames++;
+	for (unsigned bit = 0; v; bit++, v >>= 1) {
+		if (!(v & 1))
+			continue;
+		if (bit < nnames)
+			rc |= mp_str(pk, f->names[bit], strlen(f->names[bit]));
+		else /* a bit with no name: its value, as for an unnamed enum */
+			rc |= msgpack_pack_uint32(pk, 1u << bit);
+	}
+	return rc;
+}
+
+/* Strings, enums, flags, addresses: the less common, longer values. */
+static int mp_value_text(msgpack_packer *pk, const struct nlg_field *f, const void *rec)
+{
+	const char *p = (const char *)rec + f->offset;
+
+	switch (f->type) {
+	case NLG_T_ENUM: {
+		uint8_t v = *(const uint8_t *)p;
+		const char *name = enum_name(f, v);
+		if (!name)
+			return msgpack_pack_uint8(pk, v);
+		return mp_str(pk, name, strlen(name));
+	}
+	case NLG_T_FLAGS:
+		return mp_flags(pk, f, *(const uint32_t *)p);
+	case NLG_T_ADDR: {
+		const struct nlg_addr *a = (const struct nlg_addr *)p;
+		char text[INET6_ADDRSTRLEN];
+		if (!a->family)
+			return msgpack_pack_nil(pk);
+		return mp_str(pk, text, addr_text(a, text));
+	}
+	case NLG_T_STR:
+		return mp_str(pk, p, strnlen(p, f->size));
+	case NLG_T_HEX: {
+		/* In chunks through a small buffer: hex fields may be long. */
+		char h[128];
+		int rc = msgpack_pack_str(pk, f->size * 2u);
+		for (size_t i = 0; i < f->size; i += sizeof(h) / 2) {
+			size_t n = f->size - i < sizeof(h) / 2 ? f->size - i : sizeof(h) / 2;
+			for (size_t j = 0; j < n; j++) {
+				h[2 * j] = hexdig[(uint8_t)p[i + j] >> 4];
+				h[2 * j + 1] = hexdig[(uint8_t)p[i + j] & 15];
+			}
+			rc |= msgpack_pack_str_body(pk, h, 2 * n);
+		}
+		return rc;
+	}
+	default:
+		return msgpack_pack_nil(pk);
+	}
+}
+
+/* Always inlined: where pk is a local packer whose callback is mp_write, the
+ * compiler then calls (and inlines) mp_write directly instead of through the
+ * pointer, for the numbers that make up most of a record. */
+static inline __attribute__((always_inline)) int mp_fields(msgpack_packer *pk, struct nlg_buf *b,
+							   const struct nlg_schema *s,
+							   const void *rec, uint64_t present)
+{
+	const struct nlg_field *f, *end = s->fields + s->nfields;
+	int rc = 0;
+
+	for (f = s->fields; f < end; f++) {
+		const struct nlg_fkey *k;
+		const char *p = (const char *)rec + f->offset;
+		if (f->group && !(present & f->group))
+			continue;
+		k = &s->keys[f - s->fields];
+		if (b && b->cap - b->len >= sizeof(k->mp)) {
+			/* Our own buffer: a fixed-size copy of the whole key array
+			 * is a few vector moves; the length then says what counts. */
+			memcpy(b->data + b->len, k->mp, sizeof(k->mp));
+			b->len += k->mp_len;
+		} else {
+			rc |= msgpack_pack_str_body(pk, k->mp, k->mp_len);
+		}
+		switch (f->type) {
+		case NLG_T_U8:
+			rc |= msgpack_pack_uint8(pk, *(const uint8_t *)p);
+			break;
+		case NLG_T_U16:
+			rc |= msgpack_pack_uint16(pk, *(const uint16_t *)p);
+			break;
+		case NLG_T_U32:
+			rc |= msgpack_pack_uint32(pk, *(const uint32_t *)p);
+			break;
+		case NLG_T_U64:
+			rc |= msgpack_pack_uint64(pk, *(const uint64_t *)p);
+			break;
+		case NLG_T_I32:
+			rc |= msgpack_pack_int32(pk, *(const int32_t *)p);
+			break;
+		case NLG_T_I64:
+			rc |= msgpack_pack_int64(pk, *(const int64_t *)p);
+			break;
+		case NLG_T_BOOL:
+			rc |= *(const uint8_t *)p ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+			break;
+		default:
+			rc |= mp_value_text(pk, f, rec);
+		}
+	}
+	return rc;
+}
+
+int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void *rec)
+{
+	uint64_t present = rec_present(s, rec);
+	const struct nlg_field *f, *end = s->fields + s->nfields;
+	uint32_t n = 0;
+	int rc;
+
+	/* A branch-free count: cheaper than a second pass of packing. */
+	for (f = s->fields; f < end; f++)
+		n += !f->group | ((present & f->group) != 0);
+	rc = msgpack_pack_map(pk, n);
+	if (pk->callback == mp_write) {
+		msgpack_packer fast = {.data = pk->data, .callback = mp_write};
+		rc |= mp_fields(&fast, pk->data, s, rec, present);
+	} else {
+		rc |= mp_fields(pk, NULL, s, rec, present);
+	}
+	return rc ? -ENOMEM : 0;
+}
+
+int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns)
+{
+	msgpack_timestamp ts = {
+	    .tv_sec = (int64_t)(time_ns / 1000000000u),
+	    .tv_nsec = (uint32_t)(time_ns % 1000000000u),
+	};
+	int rc = msgpack_pack_array(pk, 3);
+
+	rc |= mp_str(pk, tag, taglen);
+	/* msgpack-c picks the timestamp 32/64/96 form as the spec orders. */
+	rc |= msgpack_pack_timestamp(pk, &ts);
+	return rc ? -ENOMEM : 0;
+}
+
+int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns,
+		     const struct nlg_schema *s, const void *rec)
+{
+	int rc = nlg_enc_mp_frame_head(pk, tag, taglen, time_ns);
+
+	return rc ? rc : nlg_enc_mp_record(pk, s, rec);
+}
+
+/* ---- JSON ---- */
+
+static const char digits2[] = "00010203040506070809"
+			      "10111213141516171819"
+			      "20212223242526272829"
+			      "30313233343536373839"
+			      "40414243444546474849"
+			      "50515253545556575859"
+			      "60616263646566676869"
+			      "70717273747576777879"
+			      "80818283848586878889"
+			      "90919293949596979899";
+
+static const uint64_t pow10[20] = {
+    1ull,
+    10ull,
+    100ull,
+    1000ull,
+    10000ull,
+    100000ull,
+    1000000ull,
+    10000000ull,
+    100000000ull,
+    1000000000ull,
+    10000000000ull,
+    100000000000ull,
+    1000000000000ull,
+    10000000000000ull,
+    100000000000000ull,
+    1000000000000000ull,
+    10000000000000000ull,
+    100000000000000000ull,
+    1000000000000000000ull,
+    10000000000000000000ull,
+};
+
+/* Decimal digits of v at out (20 bytes suffice); returns the length. The
+ * length comes first, so the digits go straight to their place, two per
+ * division: no snprintf, no copy. */
+static size_t u64_dec(uint64_t v, char *out)
+{
+	/* log10 from log2: bits * 1233 / 4096 undercounts by at most one. */
+	unsigned bits = 64 - (unsigned)__builtin_clzll(v | 1);
+	size_t n = (bits * 1233) >> 12;
+	char *p;
+
+	n += n < 20 && v >= pow10[n];
+	n += !n;
+	p = out + n;
+	while (v >= 100) {
+		unsigned d = (unsigned)(v % 100) * 2;
+		v /= 100;
+		*--p = digits2[d + 1];
+		*--p = digits2[d];
+	}
+	if (v >= 10) {
+		unsigned d = (unsigned)v * 2;
+		*--p = digits2[d + 1];
+		*--p = digits2[d];
+	} else {
+		*--p = (char)('0' + v);
+	}
+	return n;
+}
+
+static size_t i64_dec(int64_t v, char *out)
+{
+	if (v < 0) {
+		out[0] = '-';
+		return 1 + u64_dec((uint64_t)0 - (uint64_t)v, out + 1);
+	}
+	return u64_dec((uint64_t)v, out);
+}
+
+static int json_u64(struct nlg_buf *b, uint64_t v)
+{
+	if (nlg_buf_reserve(b, 20))
+		return -ENOMEM;
+	b->len += u64_dec(v, (char *)b->data + b->len);
+	return 0;
+}
+
+static int json_i64(struct nlg_buf *b, int64_t v)
+{
+	if (nlg_buf_reserve(b, 21))
+		return -ENOMEM;
+	b->len += i64_dec(v, (char *)b->data + b->len);
+	return 0;
+}
+
+static int json_lit(struct nlg_buf *b, const char *s)
+{
+	return nlg_buf_append(b, s, strlen(s));
+}
+
+int nlg_json_str(struct nlg_buf *b, const char *s, size_t n)
+{
+	uint8_t *o;
+
+	if (n > (SIZE_MAX - 2) / 6 || nlg_buf_reserve(b, 6 * n + 2))
+		return -ENOMEM;
+	o = b->data + b->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			*o++ = c;
+			break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = (uint8_t)hexdig[c >> 4];
+			*o++ = (uint8_t)hexdig[c & 15];
+		}
+	}
+	*o++ = '"';
+	b->len = (size_t)(o - b->data);
+	return 0;
+}
+
+static int json_flags(struct nlg_buf *b, const struct nlg_field *f, uint32_t v)
+{
+	unsigned nnames = 0;
+	int rc = nlg_buf_append(b, "[", 1), first = 1;
+
+	while (f->names && nnames < 32 && f->names[nnames])
+		nnames++;
+	for (unsigned bit = 0; v && !rc; bit++, v >>= 1) {
+		if (!(v & 1))
+			continue;
+		if (!first)
+			rc |= nlg_buf_append(b, ",", 1);
+		first = 0;
+		if (bit < nnames)
+			rc |= nlg_json_str(b, f->names[bit], strlen(f->names[bit]));
+		else
+			rc |= json_u64(b, 1u << bit);
+	}
+	return rc | nlg_buf_append(b, "]", 1);
+}
+
+static int json_value(struct nlg_buf *b, const struct nlg_field *f, const void *rec)
+{
+	const char *p = (const char *)rec + f->offset;
+
+	switch (f->type) {
+	case NLG_T_U8:
+		return json_u64(b, *(const uint8_t *)p);
+	case NLG_T_U16:
+		return json_u64(b, *(const uint16_t *)p);
+	case NLG_T_U32:
+		return json_u64(b, *(const uint32_t *)p);
+	case NLG_T_U64:
+		return json_u64(b, *(const uint64_t *)p);
+	case NLG_T_I32:
+		return json_i64(b, *(const int32_t *)p);
+	case NLG_T_I64:
+		return json_i64(b, *(const int64_t *)p);
+	case NLG_T_BOOL:
+		return json_lit(b, *(const uint8_t *)p ? "true" : "false");
+	case NLG_T_ENUM: {
+		uint8_t v = *(const uint8_t *)p;
+		const char *name = enum_name(f, v);
+		return name ? nlg_json_str(b, name, strlen(name)) : json_u64(b, v);
+	}
+	case NLG_T_FLAGS:
+		return json_flags(b, f, *(const uint32_t *)p);
+	case NLG_T_ADDR: {
+		const struct nlg_addr *a = (const struct nlg_addr *)p;
+		char text[INET6_ADDRSTRLEN];
+		if (!a->family)
+			return json_lit(b, "null");
+		return nlg_json_str(b, text, addr_text(a, text));
+	}
+	case NLG_T_STR:
+		return nlg_json_str(b, p, strnlen(p, f->size));
+	case NLG_T_HEX: {
+		if (nlg_buf_reserve(b, 2u * f->size + 2))
+			return -ENOMEM;
+		b->data[b->len++] = '"';
+		for (size_t i = 0; i < f->size; i++) {
+			b->data[b->len++] = (uint8_t)hexdig[(uint8_t)p[i] >> 4];
+			b->data[b->len++] = (uint8_t)hexdig[(uint8_t)p[i] & 15];
+		}
+		b->data[b->len++] = '"';
+		return 0;
+	}
+	}
+	return json_lit(b, "null");
+}
+
+int nlg_enc_json_record(struct nlg_buf *b, const struct nlg_schema *s, const void *rec)
+{
+	uint64_t present = rec_present(s, rec);
+	const struct nlg_field *f, *end = s->fields + s->nfields;
+	size_t start = b->len;
+	int rc = 0, first = 1;
+
+	if (nlg_buf_append(b, "{", 1))
+		return -ENOMEM;
+	for (f = s->fields; f < end && !rc; f++) {
+		const struct nlg_fkey *k;
+		if (f->group && !(present & f->group))
+			continue;
+		k = &s->keys[f - s->fields];
+		/* Room for ",", the whole key array and any number: the common
+		 * fields then need no further check. */
+		if (nlg_buf_reserve(b, 1 + sizeof(k->json) + 24)) {
+			rc = -ENOMEM;
+			break;
+		}
+		b->data[b->len] = ',';
+		b->len += !first;
+		first = 0;
+		memcpy(b->data + b->len, k->json, sizeof(k->json));
+		b->len += k->json_len;
+		rc = json_value(b, f, rec);
+	}
+	if (!rc)
+		rc = nlg_buf_append(b, "}", 1);
+	if (rc) {
+		b->len = start; /* never leave half an object behind */
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- msgpack frame → JSON (nlgate tail) ---- */
+
+/* Seconds with 9 decimals, exact: no trip through a double. */
+static int json_time(struct nlg_buf *b, int64_t sec, uint32_t nsec)
+{
+	char tmp[48], *p = tmp;
+
+	if (nsec >= 1000000000u)
+		nsec = 999999999u;
+	if (sec < 0 && nsec) { /* -1 s + 0.25 s is -0.75 s */
+		sec += 1;
+		nsec = 1000000000u - nsec;
+		*p++ = '-';
+		if (sec < 0) {
+			sec = -sec;
+		}
+	}
+	p += i64_dec(sec, p);
+	*p++ = '.';
+	for (int i = 8; i >= 0; i--) {
+		p[i] = (char)('0' + nsec % 10);
+		nsec /= 10;
+	}
+	p += 9;
+	return nlg_buf_append(b, tmp, (size_t)(p - tmp));
+}
+
+static int json_hex(struct nlg_buf *b, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+
+	if (n > (SIZE_MAX - 2) / 2 || nlg_buf_reserve(b, 2 * n + 2))
+		return -ENOMEM;
+	b->data[b->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		b->data[b->len++] = (uint8_t)hexdig[p[i] >> 4];
+		b->data[b->len++] = (uint8_t)hexdig[p[i] & 15];
+	}
+	b->data[b->len++] = '"';
+	return 0;
+}
+
+static int json_base64(struct nlg_buf *b, const void *data, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t *p = data;
+	size_t i;
+
+	if (n > SIZE_MAX / 2 || nlg_buf_reserve(b, (n + 2) / 3 * 4 + 2))
+		return -ENOMEM;
+	b->data[b->len++] = '"';
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		b->data[b->len++] = (uint8_t)tab[v >> 18];
+		b->data[b->len++] = (uint8_t)tab[(v >> 12) & 63];
+		b->data[b->len++] = (uint8_t)tab[(v >> 6) & 63];
+		b->data[b->len++] = (uint8_t)tab[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		b->data[b->len++] = (uint8_t)tab[v >> 18];
+		b->data[b->len++] = (uint8_t)tab[(v >> 12) & 63];
+		b->data[b->len++] = i + 1 < n ? (uint8_t)tab[(v >> 6) & 63] : '=';
+		b->data[b->len++] = '=';
+	}
+	b->data[b->len++] = '"';
+	return 0;
+}
+
+static int json_double(struct nlg_buf *b, double d)
+{
+	char tmp[40];
+	int n;
+
+	if (!isfinite(d))
+		return json_lit(b, "null"); /* JSON has no NaN or infinity */
+	n = snprintf(tmp, sizeof(tmp), "%.17g", d);
+	if (n <= 0 || (size_t)n >= sizeof(tmp))
+		return json_lit(b, "null");
+	/* Keep it a float for readers that care: "1" would read as an int. */
+	if (!strpbrk(tmp, ".eEn"))
+		tmp[n++] = '.', tmp[n++] = '0';
+	return nlg_buf_append(b, tmp, (size_t)n);
+}
+
+/* Nesting bound: a hostile or corrupt frame must not exhaust the stack. */
+#define JSON_MAX_DEPTH 64
+
+static int json_object(struct nlg_buf *b, const msgpack_object *o, int depth);
+
+/* JSON keys must be strings: other key types are rendered, then quoted. */
+static int json_key(struct nlg_buf *b, const msgpack_object *k, int depth)
+{
+	struct nlg_buf tmp;
+	int rc;
+
+	if (k->type == MSGPACK_OBJECT_STR)
+		return nlg_json_str(b, k->via.str.ptr, k->via.str.size);
+	nlg_buf_init(&tmp);
+	rc = json_object(&tmp, k, depth);
+	if (!rc)
+		rc = nlg_json_str(b, (const char *)tmp.data, tmp.len);
+	nlg_buf_free(&tmp);
+	return rc;
+}
+
+static int json_object(struct nlg_buf *b, const msgpack_object *o, int depth)
+{
+	int rc = 0;
+
+	if (depth > JSON_MAX_DEPTH)
+		return -EPROTO;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return json_lit(b, "null");
+	case MSGPACK_OBJECT_BOOLEAN:
+		return json_lit(b, o->via.boolean ? "true" : "false");
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		return json_u64(b, o->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return json_i64(b, o->via.i64);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return json_double(b, o->via.f64);
+	case MSGPACK_OBJECT_STR:
+		return nlg_json_str(b, o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return json_base64(b, o->via.bin.ptr, o->via.bin.size);
+	case MSGPACK_OBJECT_ARRAY:
+		rc = nlg_buf_append(b, "[", 1);
+		for (uint32_t i = 0; i < o->via.array.size && !rc; i++) {
+			if (i)
+				rc = nlg_buf_append(b, ",", 1);
+			rc = rc ? rc : json_object(b, &o->via.array.ptr[i], depth + 1);
+		}
+		return rc ? rc : nlg_buf_append(b, "]", 1);
+	case MSGPACK_OBJECT_MAP:
+		rc = nlg_buf_append(b, "{", 1);
+		for (uint32_t i = 0; i < o->via.map.size && !rc; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			if (i)
+				rc = nlg_buf_append(b, ",", 1);
+			rc = rc ? rc : json_key(b, &kv->key, depth + 1);
+			rc = rc ? rc : nlg_buf_append(b, ":", 1);
+			rc = rc ? rc : json_object(b, &kv->val, depth + 1);
+		}
+		return rc ? rc : nlg_buf_append(b, "}", 1);
+	case MSGPACK_OBJECT_EXT: {
+		msgpack_timestamp ts;
+		char head[32];
+		int n;
+		if (msgpack_object_to_timestamp(o, &ts))
+			return json_time(b, ts.tv_sec, ts.tv_nsec);
+		n = snprintf(head, sizeof(head), "{\"ext\":%d,\"hex\":", (int)o->via.ext.type);
+		rc = nlg_buf_append(b, head, (size_t)n);
+		rc = rc ? rc : json_hex(b, o->via.ext.ptr, o->via.ext.size);
+		return rc ? rc : nlg_buf_append(b, "}", 1);
+	}
+	}
+	return json_lit(b, "null");
+}
+
+/* A frame always starts with a 3-element array and a str tag. Checking the
+ * first bytes lets garbage fail at once instead of looking "incomplete"
+ * (a bogus array32 header would otherwise wait for gigabytes). */
+static int frame_prefix_ok(const uint8_t *buf, size_t len)
+{
+	size_t i = 1;
+
+	if (buf[0] == 0xdc)
+		i = 3;
+	else if (buf[0] == 0xdd)
+		i = 5;
+	else if (buf[0] != 0x93)
+		return 0;
+	/* array16/32 (non-canonical, but legal) must still say 3 */
+	for (size_t j = 1; j < i && j < len; j++)
+		if (buf[j] != (j + 1 == i ? 3 : 0))
+			return 0;
+	if (len > i) {
+		uint8_t t = buf[i];
+		if (!((t >= 0xa0 && t <= 0xbf) || t == 0xd9 || t == 0xda || t == 0xdb))
+			return 0;
+	}
+	return 1;
+}
+
+int nlg_frame_to_json(const uint8_t *buf, size_t len, struct nlg_buf *out)
+{
+	msgpack_unpacked u;
+	msgpack_timestamp ts;
+	const msgpack_object *a;
+	size_t off = 0, start = out->len;
+	int rc;
+
+	if (!len)
+		return 0;
+	if (!frame_prefix_ok(buf, len))
+		return -EPROTO;
+	msgpack_unpacked_init(&u);
+	switch (msgpack_unpack_next(&u, (const char *)buf, len, &off)) {
+	case MSGPACK_UNPACK_SUCCESS:
+	case MSGPACK_UNPACK_EXTRA_BYTES:
+		break;
+	case MSGPACK_UNPACK_CONTINUE:
+		msgpack_unpacked_destroy(&u);
+		return 0;
+	case MSGPACK_UNPACK_NOMEM_ERROR:
+		msgpack_unpacked_destroy(&u);
+		return -ENOMEM;
+	default:
+		msgpack_unpacked_destroy(&u);
+		return -EPROTO;
+	}
+	a = &u.data;
+	if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size != 3 ||
+	    a->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+	    !msgpack_object_to_timestamp(&a->via.array.ptr[1], &ts) || off > INT32_MAX) {
+		msgpack_unpacked_destroy(&u);
+		return -EPROTO;
+	}
+	rc = json_lit(out, "{\"tag\":");
+	rc = rc ? rc
+		: nlg_json_str(out, a->via.array.ptr[0].via.str.ptr,
+			       a->via.array.ptr[0].via.str.size);
+	rc = rc ? rc : json_lit(out, ",\"time\":");
+	rc = rc ? rc : json_time(out, ts.tv_sec, ts.tv_nsec);
+	rc = rc ? rc : json_lit(out, ",\"record\":");
+	rc = rc ? rc : json_object(out, &a->via.array.ptr[2], 1);
+	rc = rc ? rc : nlg_buf_append(out, "}", 1);
+	msgpack_unpacked_destroy(&u);
+	if (rc) {
+		out->len = start;
+		return rc;
+	}
+	return (int)off;
+}

@@ -40,9 +40,13 @@ int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_
 /* JSON string escaping, for other encoders that emit JSON. */
 int nlg_json_str(struct nlg_buf *b, const char *s, size_t n);
 
-/* Decode one msgpack frame [tag, time, map] from buf into JSON line text
- * (`{"tag":..,"time":..,<record fields>}`) for `nlgate tail`. Returns bytes
- * consumed, 0 if the frame is incomplete, -EPROTO if it is not a frame. */
+/* Decode one msgpack frame [tag, time, record] from buf and append it to out
+ * as one JSON object, no newline, for `nlgate tail`:
+ *   {"tag":"sock","time":1700000000.123456789,"record":{...}}
+ * time is seconds with 9 decimals; record is any msgpack value as JSON (bin as
+ * base64, ext as {"ext":type,"hex":".."}, nested timestamps as seconds).
+ * Returns bytes consumed, 0 if the frame is incomplete, -EPROTO if it is not
+ * a frame (out is then left as it was). */
 int nlg_frame_to_json(const uint8_t *buf, size_t len, struct nlg_buf *out);
 
 #endif
