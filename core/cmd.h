@@ -4,6 +4,7 @@
 #define NLGATE_CMD_H
 
 #include <stdio.h>
+#include "nlgate/common.h"
 #include "nlgate/encode.h"
 #include "nlgate/schema.h"
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nlgate/common.h"
 #include "nlgate/schema.h"
 #include "nlgate/record.h"
 
@@ -67,6 +68,17 @@ int nlg_schema_field(const struct nlg_schema *s, const char *name)
 		if (!strcmp(s->fields[i].name, name))
 			return (int)i;
 	return -1;
+}
+
+static const char *const ftype_names[] = {
+	[NLG_T_U8] = "u8",     [NLG_T_U16] = "u16",   [NLG_T_U32] = "u32",     [NLG_T_U64] = "u64",
+	[NLG_T_I32] = "i32",   [NLG_T_I64] = "i64",   [NLG_T_BOOL] = "bool",   [NLG_T_ENUM] = "enum",
+	[NLG_T_ADDR] = "addr", [NLG_T_STR] = "string", [NLG_T_FLAGS] = "flags", [NLG_T_HEX] = "hex",
+};
+
+const char *nlg_ftype_name(enum nlg_ftype t)
+{
+	return (unsigned)t < NLG_ARRAY_SIZE(ftype_names) ? ftype_names[t] : "?";
 }
 
 int64_t nlg_field_int(const struct nlg_field *f, const void *rec)

@@ -27,9 +27,11 @@ void nlg_loop_del_timer(struct nlg_loop *loop, int64_t id);
 
 /* Run one iteration, waiting at most timeout_ms (-1: until the next timer). */
 int nlg_loop_run_once(struct nlg_loop *loop, int timeout_ms);
-/* Run until nlg_loop_stop(). */
+/* Run until nlg_loop_stop() (returns at once if it was already stopped). */
 int nlg_loop_run(struct nlg_loop *loop);
 void nlg_loop_stop(struct nlg_loop *loop);
+/* Clear a stop so the loop can be run again (tests drive it in slices). */
+void nlg_loop_resume(struct nlg_loop *loop);
 int nlg_loop_stopped(const struct nlg_loop *loop);
 
 #endif

@@ -68,6 +68,8 @@ static inline int nlg_field_present(const struct nlg_schema *s, const struct nlg
 	return (*(const uint64_t *)((const char *)rec + s->present_off) & f->group) != 0;
 }
 
+/* The type's short name ("u32", "addr", ...), for `nlgate fields`. */
+const char *nlg_ftype_name(enum nlg_ftype t);
 /* Read an integer-like field (U*, I*, BOOL, ENUM, FLAGS) widened to 64 bits. */
 int64_t nlg_field_int(const struct nlg_field *f, const void *rec);
 /* Render a field as text into buf (for ADDR, ENUM, FLAGS, HEX, STR; numbers too). */

@@ -1,0 +1,385 @@
+/* Record views for Lua: userdata over a C record whose fields are decoded on
+ * access through the schema, batches of records for per-poll handlers, and
+ * Lua values packed as msgpack for out:send(tag, table). */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "binding.h"
+#include "nlgate/record.h"
+
+#define VIEW_MT  "nlgate.view"
+#define BATCH_MT "nlgate.batch"
+
+/* Per-schema lookup tables live in the registry: "nlgate.idx.<kind>" maps a
+ * field name to its index, so __index does one table lookup per access. */
+static void push_index(lua_State *L, const struct nlg_schema *s)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "nlgate.idx.%s", s->kind);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, key) != LUA_TNIL)
+		return;
+	lua_pop(L, 1);
+	lua_createtable(L, 0, (int)s->nfields);
+	for (size_t i = 0; i < s->nfields; i++) {
+		lua_pushinteger(L, (lua_Integer)i);
+		lua_setfield(L, -2, s->fields[i].name);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
+static void push_flags(lua_State *L, const struct nlg_field *f, uint32_t v)
+{
+	lua_newtable(L);
+	for (unsigned bit = 0; f->names && f->names[bit] && bit < 32; bit++) {
+		if (v & (1u << bit)) {
+			lua_pushboolean(L, 1);
+			lua_setfield(L, -2, f->names[bit]);
+		}
+	}
+}
+
+void nlg_view_push_field(lua_State *L, const struct nlg_schema *s, int fi, const void *rec)
+{
+	const struct nlg_field *f = &s->fields[fi];
+	char text[128];
+
+	if (!nlg_field_present(s, f, rec)) {
+		lua_pushnil(L);
+		return;
+	}
+	switch (f->type) {
+	case NLG_T_BOOL:
+		lua_pushboolean(L, *((const uint8_t *)rec + f->offset));
+		return;
+	case NLG_T_ENUM:
+	case NLG_T_STR:
+	case NLG_T_HEX:
+		lua_pushlstring(L, text, nlg_field_text(f, rec, text, sizeof(text)));
+		return;
+	case NLG_T_ADDR:
+		if (!((const struct nlg_addr *)((const char *)rec + f->offset))->family) {
+			lua_pushnil(L);
+			return;
+		}
+		lua_pushlstring(L, text, nlg_field_text(f, rec, text, sizeof(text)));
+		return;
+	case NLG_T_FLAGS:
+		push_flags(L, f, (uint32_t)nlg_field_int(f, rec));
+		return;
+	default:
+		lua_pushinteger(L, (lua_Integer)nlg_field_int(f, rec));
+		return;
+	}
+}
+
+void nlg_view_push_table(lua_State *L, const struct nlg_schema *s, const void *rec)
+{
+	lua_createtable(L, 0, (int)s->nfields);
+	for (size_t i = 0; i < s->nfields; i++) {
+		if (!nlg_field_present(s, &s->fields[i], rec))
+			continue;
+		nlg_view_push_field(L, s, (int)i, rec);
+		lua_setfield(L, -2, s->fields[i].name);
+	}
+}
+
+struct nlg_view *nlg_view_test(lua_State *L, int idx)
+{
+	return luaL_testudata(L, idx, VIEW_MT);
+}
+
+static const void *view_rec(lua_State *L, struct nlg_view *v)
+{
+	if (!v->rec)
+		luaL_error(L, "%s record used after its handler returned (copy it with r:table())",
+			   v->s->kind);
+	return v->rec;
+}
+
+static int view_table(lua_State *L)
+{
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
+	nlg_view_push_table(L, v->s, view_rec(L, v));
+	return 1;
+}
+
+static int view_copy(lua_State *L)
+{
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
+	nlg_view_copy(L, v->s, view_rec(L, v));
+	return 1;
+}
+
+static int view_kind(lua_State *L)
+{
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
+	lua_pushstring(L, v->s->kind);
+	return 1;
+}
+
+static const luaL_Reg view_methods[] = {
+	{ "table", view_table },
+	{ "copy", view_copy },
+	{ "kind", view_kind },
+	{ NULL, NULL },
+};
+
+/* __index(view, key): upvalue 1 is the method table. Field lookups go through
+ * the per-kind index table; an unknown name raises, so typos surface. */
+static int view_index(lua_State *L)
+{
+	struct nlg_view *v = lua_touserdata(L, 1);
+	const void *rec = view_rec(L, v);
+
+	push_index(L, v->s);
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, -2) == LUA_TNUMBER) {
+		nlg_view_push_field(L, v->s, (int)lua_tointeger(L, -1), rec);
+		return 1;
+	}
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+		return 1;
+	return luaL_error(L, "%s record has no field '%s' (see `nlgate fields %s`)", v->s->kind,
+			  luaL_tolstring(L, 2, NULL), v->s->kind);
+}
+
+static int view_newindex(lua_State *L)
+{
+	struct nlg_view *v = lua_touserdata(L, 1);
+	return luaL_error(L, "%s record is read-only (copy it with r:table())", v->s->kind);
+}
+
+static int view_tostring(lua_State *L)
+{
+	struct nlg_view *v = lua_touserdata(L, 1);
+	const void *rec = view_rec(L, v);
+	struct nlg_buf b;
+
+	nlg_buf_init(&b);
+	if (nlg_enc_json_record(&b, v->s, rec) < 0) {
+		nlg_buf_free(&b);
+		return luaL_error(L, "out of memory");
+	}
+	lua_pushlstring(L, (const char *)b.data, b.len);
+	nlg_buf_free(&b);
+	return 1;
+}
+
+struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
+{
+	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v), 0);
+
+	*v = (struct nlg_view){ .s = s };
+	luaL_setmetatable(L, VIEW_MT);
+	return v;
+}
+
+struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const void *rec)
+{
+	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + s->rec_size, 0);
+
+	memcpy(v + 1, rec, s->rec_size);
+	*v = (struct nlg_view){ .s = s, .rec = v + 1, .owned = 1 };
+	luaL_setmetatable(L, VIEW_MT);
+	return v;
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+static struct nlg_batch *batch_check(lua_State *L)
+{
+	struct nlg_batch *b = luaL_checkudata(L, 1, BATCH_MT);
+	if (!b->recs && b->n)
+		luaL_error(L, "batch used after its handler returned");
+	return b;
+}
+
+static int batch_len(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)batch_check(L)->n);
+	return 1;
+}
+
+static int batch_stats(lua_State *L)
+{
+	struct nlg_batch *b = batch_check(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, b->stats_ref);
+	return 1;
+}
+
+/* iterator: for i, r in batch:records() — r is one reused view, valid per step. */
+static int batch_iter(lua_State *L)
+{
+	struct nlg_batch *b = lua_touserdata(L, lua_upvalueindex(1));
+	struct nlg_view *v = lua_touserdata(L, lua_upvalueindex(2));
+	lua_Integer i = luaL_checkinteger(L, 2) + 1;
+
+	if (!b->recs || i > (lua_Integer)b->n) {
+		v->rec = NULL;
+		return 0;
+	}
+	v->rec = (const char *)b->recs + (size_t)(i - 1) * b->s->rec_size;
+	lua_pushinteger(L, i);
+	lua_pushvalue(L, lua_upvalueindex(2));
+	return 2;
+}
+
+static int batch_records(lua_State *L)
+{
+	struct nlg_batch *b = batch_check(L);
+
+	lua_pushvalue(L, 1);
+	nlg_view_new(L, b->s);
+	lua_pushcclosure(L, batch_iter, 2);
+	lua_pushnil(L);
+	lua_pushinteger(L, 0);
+	return 3;
+}
+
+static const luaL_Reg batch_methods[] = {
+	{ "stats", batch_stats },
+	{ "records", batch_records },
+	{ NULL, NULL },
+};
+
+/* batch[i] → an owned copy (valid after the handler); methods by name. */
+static int batch_index(lua_State *L)
+{
+	struct nlg_batch *b = batch_check(L);
+
+	if (lua_type(L, 2) == LUA_TNUMBER) {
+		lua_Integer i = lua_tointeger(L, 2);
+		if (i < 1 || i > (lua_Integer)b->n)
+			return lua_pushnil(L), 1;
+		nlg_view_copy(L, b->s, (const char *)b->recs + (size_t)(i - 1) * b->s->rec_size);
+		return 1;
+	}
+	lua_pushvalue(L, 2);
+	lua_rawget(L, lua_upvalueindex(1));
+	return 1;
+}
+
+static int batch_gc(lua_State *L)
+{
+	struct nlg_batch *b = lua_touserdata(L, 1);
+	luaL_unref(L, LUA_REGISTRYINDEX, b->stats_ref);
+	b->stats_ref = LUA_NOREF;
+	return 0;
+}
+
+struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
+{
+	struct nlg_batch *b = lua_newuserdatauv(L, sizeof(*b), 0);
+
+	*b = (struct nlg_batch){ .s = s, .stats_ref = LUA_NOREF };
+	luaL_setmetatable(L, BATCH_MT);
+	return b;
+}
+
+void nlg_view_register(lua_State *L)
+{
+	luaL_newmetatable(L, VIEW_MT);
+	luaL_newlib(L, view_methods);
+	lua_pushcclosure(L, view_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, view_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushcfunction(L, view_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+
+	luaL_newmetatable(L, BATCH_MT);
+	luaL_newlib(L, batch_methods);
+	lua_pushcclosure(L, batch_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, batch_len);
+	lua_setfield(L, -2, "__len");
+	lua_pushcfunction(L, batch_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+}
+
+/* ---- Lua values → msgpack ------------------------------------------------ */
+
+static int is_sequence(lua_State *L, int idx, size_t *n)
+{
+	size_t len = lua_rawlen(L, idx), count = 0;
+
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TNUMBER || !lua_isinteger(L, -1)) {
+			lua_pop(L, 1);
+			return 0;
+		}
+		count++;
+	}
+	*n = len;
+	return count == len && len > 0;
+}
+
+int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth)
+{
+	struct nlg_view *v;
+	size_t n;
+
+	idx = lua_absindex(L, idx);
+	if (depth > 32)
+		return luaL_error(L, "send: table nested too deeply (or cyclic)");
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		return msgpack_pack_nil(pk);
+	case LUA_TBOOLEAN:
+		return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return msgpack_pack_int64(pk, lua_tointeger(L, idx));
+		return msgpack_pack_double(pk, lua_tonumber(L, idx));
+	case LUA_TSTRING: {
+		const char *s = lua_tolstring(L, idx, &n);
+		msgpack_pack_str(pk, n);
+		return msgpack_pack_str_body(pk, s, n);
+	}
+	case LUA_TTABLE:
+		if (is_sequence(L, idx, &n)) {
+			msgpack_pack_array(pk, n);
+			for (size_t i = 1; i <= n; i++) {
+				lua_rawgeti(L, idx, (lua_Integer)i);
+				nlg_lua_pack(L, -1, pk, depth + 1);
+				lua_pop(L, 1);
+			}
+			return 0;
+		}
+		n = 0;
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			lua_pop(L, 1);
+			n++;
+		}
+		msgpack_pack_map(pk, n);
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			if (lua_type(L, -2) == LUA_TSTRING) {
+				nlg_lua_pack(L, -2, pk, depth + 1);
+			} else { /* keys must be strings for most consumers */
+				lua_pushvalue(L, -2);
+				const char *k = luaL_tolstring(L, -1, &n);
+				msgpack_pack_str(pk, n);
+				msgpack_pack_str_body(pk, k, n);
+				lua_pop(L, 2);
+			}
+			nlg_lua_pack(L, -1, pk, depth + 1);
+			lua_pop(L, 1);
+		}
+		return 0;
+	case LUA_TUSERDATA:
+		if ((v = nlg_view_test(L, idx)))
+			return nlg_enc_mp_record(pk, v->s, view_rec(L, v));
+		/* fallthrough */
+	default:
+		return luaL_error(L, "send: cannot encode a %s value", luaL_typename(L, idx));
+	}
+}
