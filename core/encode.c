@@ -797,10 +797,9 @@ int nlg_frame_to_json(const uint8_t *buf, size_t len, struct nlg_buf *out)
 	case MSGPACK_UNPACK_CONTINUE:
 		msgpack_unpacked_destroy(&u);
 		return 0;
-	case MSGPACK_UNPACK_NOMEM_ERROR:
-		msgpack_unpacked_destroy(&u);
-		return -ENOMEM;
 	default:
+		/* PARSE_ERROR, and NOMEM_ERROR, which msgpack-c also returns for
+		 * nesting deeper than its fixed stack: a frame is never that. */
 		msgpack_unpacked_destroy(&u);
 		return -EPROTO;
 	}
