@@ -80,9 +80,12 @@ const struct nlg_nl_stats *nlg_nl_stats(const struct nlg_nl *nl);
 void nlg_nl_set_raw(struct nlg_nl *nl, int fd);
 
 /* Dump runner. start: stamps a fresh sequence number and our port id into
- * req, sends it, and resets the dump state. step: receives and parses until
- * the socket would block (non-blocking) or the dump ends; returns 1 (more to
- * come), 0 (done) or a negative errno (err filled). run: start + step until
+ * req, sends it, and resets the dump state (what must outlive the dump; a
+ * dump left unfinished by STOP or an error is first drained, since the kernel
+ * answers EBUSY while one runs). step: receives and parses until the socket
+ * would block (non-blocking), a small budget of recvs is spent (the fd stays
+ * readable), or the dump ends; returns 1 (more to come), 0 (done) or a
+ * negative errno (err filled). run: start + step until
  * done, retrying NLG_NL_INTR_RETRIES times on -EINTR; `restart` (may be NULL)
  * is called before each retry so a consumer can drop a partial result. */
 int nlg_nl_dump_start(struct nlg_nl *nl, struct nlmsghdr *req, const char *what,

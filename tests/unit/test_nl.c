@@ -974,6 +974,41 @@ static void test_live_nonblocking_stop_then_dump(void **state)
 	close_all(&l);
 }
 
+/* A protocol no inet_diag handler serves: the kernel's NLMSG_ERROR ends the
+ * dump at once, and the socket stays usable for the next one. */
+static void test_live_kernel_error(void **state)
+{
+	static struct listeners l;
+	struct nlg_err err = {{0}};
+	struct diag_count c = {0};
+	struct nlmsghdr *req;
+	struct nlg_nl *nl;
+	char buf[256];
+	uint64_t t0;
+	int r;
+
+	NLG_UNUSED(state);
+	nl = nlg_nl_open(NETLINK_SOCK_DIAG, 0, NULL, &err);
+	assert_non_null(nl);
+	req = diag_req(buf, 0);
+	((struct inet_diag_req_v2 *)mnl_nlmsg_get_payload(req))->sdiag_protocol = 253;
+	r = nlg_nl_dump_run(nl, req, "inet_diag (proto 253)", on_diag, &c, NULL, &err);
+	assert_true(r < 0);
+	assert_int_equal(c.msgs, 0);
+	assert_non_null(strstr(err.msg, "inet_diag (proto 253)"));
+	if (r == -ENOENT || r == -EOPNOTSUPP)
+		assert_non_null(strstr(err.msg, "kernel lacks"));
+
+	listen_many(&l, 1);
+	c = (struct diag_count){.port = l.port0};
+	t0 = nlg_now_ms();
+	assert_int_equal(nlg_nl_dump_run(nl, diag_req(buf, 0), "tcp", on_diag, &c, NULL, &err), 0);
+	assert_true(nlg_now_ms() - t0 < 500); /* nothing was left to drain */
+	assert_int_equal(c.found, 1);
+	nlg_nl_close(nl);
+	close_all(&l);
+}
+
 static void test_netns_errors(void **state)
 {
 	struct nlg_err err = {{0}};
@@ -1079,6 +1114,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_events, setup),
 	    cmocka_unit_test(test_live_sock_diag),
 	    cmocka_unit_test(test_live_nonblocking_stop_then_dump),
+	    cmocka_unit_test(test_live_kernel_error),
 	    cmocka_unit_test(test_netns_errors),
 	    cmocka_unit_test(test_live_netns),
 	};
