@@ -540,9 +540,11 @@ static ssize_t nl_recv(struct nlg_nl *nl, int dontwait, const char *what, struct
 static void nl_drain(struct nlg_nl *nl)
 {
 	uint64_t deadline = nlg_now_ms() + NLG_NL_DRAIN_MS;
+	int raw_fd = nl->raw_fd;
 
 	if (!nl->pending)
 		return;
+	nl->raw_fd = -1; /* a recording holds whole dumps, not an abandoned tail */
 	nl->dump.done = 0;
 	nl->dump.error = 0;
 	while (!nl->dump.done) {
@@ -564,6 +566,7 @@ static void nl_drain(struct nlg_nl *nl)
 		    nlg_nl_parse(&nl->dump, nl->buf, (size_t)n, NULL, NULL, NULL, NULL) != 1)
 			break;
 	}
+	nl->raw_fd = raw_fd;
 	nl->pending = 0;
 }
 
