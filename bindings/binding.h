@@ -48,6 +48,7 @@ struct nlg_view {
 	const struct nlg_schema *s;
 	const void *rec;    /* NULL once invalidated */
 	int owned;          /* rec points at the bytes after this struct */
+	int kind;           /* 1-based position of s in nlg_schemas */
 };
 void nlg_view_register(lua_State *L);
 /* A reusable borrowed view: push it, then nlg_view_set() per record. */

@@ -10,23 +10,29 @@
 #define VIEW_MT  "nlgate.view"
 #define BATCH_MT "nlgate.batch"
 
-/* Per-schema lookup tables live in the registry: "nlgate.idx.<kind>" maps a
- * field name to its index, so __index does one table lookup per access. */
-static void push_index(lua_State *L, const struct nlg_schema *s)
+/* Views of every kind share one metatable; its __index closure holds, as
+ * upvalue 2, one name → field-index table per kind (by position in
+ * nlg_schemas), so a field access is two raw table lookups. */
+static int kind_of(const struct nlg_schema *s)
 {
-	char key[64];
+	for (int i = 0; nlg_schemas[i]; i++)
+		if (nlg_schemas[i] == s)
+			return i + 1;
+	return 0;
+}
 
-	snprintf(key, sizeof(key), "nlgate.idx.%s", s->kind);
-	if (lua_getfield(L, LUA_REGISTRYINDEX, key) != LUA_TNIL)
-		return;
-	lua_pop(L, 1);
-	lua_createtable(L, 0, (int)s->nfields);
-	for (size_t i = 0; i < s->nfields; i++) {
-		lua_pushinteger(L, (lua_Integer)i);
-		lua_setfield(L, -2, s->fields[i].name);
+static void push_indexes(lua_State *L)
+{
+	lua_newtable(L);
+	for (int k = 0; nlg_schemas[k]; k++) {
+		const struct nlg_schema *s = nlg_schemas[k];
+		lua_createtable(L, 0, (int)s->nfields);
+		for (size_t i = 0; i < s->nfields; i++) {
+			lua_pushinteger(L, (lua_Integer)i);
+			lua_setfield(L, -2, s->fields[i].name);
+		}
+		lua_rawseti(L, -2, k + 1);
 	}
-	lua_pushvalue(L, -1);
-	lua_setfield(L, LUA_REGISTRYINDEX, key);
 }
 
 static void push_flags(lua_State *L, const struct nlg_field *f, uint32_t v)
@@ -53,7 +59,17 @@ void nlg_view_push_field(lua_State *L, const struct nlg_schema *s, int fi, const
 	case NLG_T_BOOL:
 		lua_pushboolean(L, *((const uint8_t *)rec + f->offset));
 		return;
-	case NLG_T_ENUM:
+	case NLG_T_ENUM: {
+		unsigned v = *((const uint8_t *)rec + f->offset), i = 0;
+		while (f->names && f->names[i] && i < v)
+			i++;
+		if (f->names && f->names[i] && i == v) {
+			lua_pushstring(L, f->names[v]);
+			return;
+		}
+		lua_pushlstring(L, text, nlg_field_text(f, rec, text, sizeof(text)));
+		return;
+	}
 	case NLG_T_STR:
 	case NLG_T_HEX:
 		lua_pushlstring(L, text, nlg_field_text(f, rec, text, sizeof(text)));
@@ -133,7 +149,7 @@ static int view_index(lua_State *L)
 	struct nlg_view *v = lua_touserdata(L, 1);
 	const void *rec = view_rec(L, v);
 
-	push_index(L, v->s);
+	lua_rawgeti(L, lua_upvalueindex(2), v->kind);
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, -2) == LUA_TNUMBER) {
 		nlg_view_push_field(L, v->s, (int)lua_tointeger(L, -1), rec);
@@ -172,7 +188,7 @@ struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
 {
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v), 0);
 
-	*v = (struct nlg_view){ .s = s };
+	*v = (struct nlg_view){ .s = s, .kind = kind_of(s) };
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -182,7 +198,7 @@ struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const v
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + s->rec_size, 0);
 
 	memcpy(v + 1, rec, s->rec_size);
-	*v = (struct nlg_view){ .s = s, .rec = v + 1, .owned = 1 };
+	*v = (struct nlg_view){ .s = s, .rec = v + 1, .owned = 1, .kind = kind_of(s) };
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -283,7 +299,8 @@ void nlg_view_register(lua_State *L)
 {
 	luaL_newmetatable(L, VIEW_MT);
 	luaL_newlib(L, view_methods);
-	lua_pushcclosure(L, view_index, 1);
+	push_indexes(L);
+	lua_pushcclosure(L, view_index, 2);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, view_newindex);
 	lua_setfield(L, -2, "__newindex");

@@ -1,0 +1,75 @@
+-- The default pipeline (`make run`, `nlgate run` without a script):
+-- poll sockets every 2 s, feed every socket and every alert to ./nlgate.sock,
+-- and keep a compact live summary on the terminal.
+local gw = require "nlgate"
+local rules = require "nlgate.rules"
+
+local every = os.getenv("NLGATE_EVERY") or "2s"
+local feed = gw.unix { path = os.getenv("NLGATE_FEED") or "nlgate.sock" }
+local socks = gw.sockets { every = every, proto = "tcp,udp", info = "tcp_info,cong" }
+local fancy = (os.getenv("TERM") or "dumb") ~= "dumb" and not os.getenv("NLGATE_PLAIN")
+
+local seen = {}      -- cookie → total_retrans at the previous poll
+local alerts = {}    -- alerts raised during the current poll
+
+local function flag(rule, s, why)
+  alerts[#alerts + 1] = string.format("%-8s %s:%d → %s:%d  %s", rule, s.src, s.sport,
+                                      s.dst or "*", s.dport or 0, why)
+  local t = s:table()
+  t.rule, t.reason = rule, why
+  feed:send("alert." .. rule, t)
+end
+
+socks:each(function(s)
+  feed:send("sock", s)
+  local why = rules.retrans(s, seen, rules.defaults)
+  if why then flag("retrans", s, why) end
+  why = rules.slow_rtt(s) if why then flag("rtt", s, why) end
+  why = rules.backlog(s) if why then flag("backlog", s, why) end
+  why = rules.rqueue(s) if why then flag("rqueue", s, why) end
+end)
+
+local function line(s, v)
+  return string.format("  %-5s %s:%d → %s:%d  %s", s.proto, s.src, s.sport, s.dst or "*",
+                       s.dport or 0, v)
+end
+
+socks:dump(function(batch)
+  local by_state, by_retrans, by_rtt = {}, {}, {}
+  local live = {}
+  for _, s in batch:records() do
+    by_state[s.state] = (by_state[s.state] or 0) + 1
+    live[s.cookie] = true
+    if s.proto == "tcp" then
+      rules.top(by_retrans, 5, s, function(r) local v = r.total_retrans; return v and v > 0 and v or nil end)
+      rules.top(by_rtt, 5, s, function(r) return r.state == "ESTAB" and r.rtt_us or nil end)
+    end
+  end
+  for k in pairs(seen) do if not live[k] then seen[k] = nil end end
+  -- the top lists hold views that die with this handler: copy what we print
+  local out = {}
+  out[#out + 1] = string.format("nlgate  %s  %d sockets  (poll %d ms, feed clients %d)",
+    os.date("%H:%M:%S"), #batch, batch:stats().last_ms, feed:stats().clients)
+  local states = {}
+  for st, n in pairs(by_state) do states[#states + 1] = string.format("%s %d", st, n) end
+  table.sort(states)
+  out[#out + 1] = "  " .. table.concat(states, "  ")
+  if #by_retrans > 0 then
+    out[#out + 1] = "worst by retransmits:"
+    for _, e in ipairs(by_retrans) do out[#out + 1] = line(e.s, e.v .. " retrans") end
+  end
+  if #by_rtt > 0 then
+    out[#out + 1] = "worst by RTT:"
+    for _, e in ipairs(by_rtt) do out[#out + 1] = line(e.s, string.format("%.2f ms", e.v / 1000)) end
+  end
+  out[#out + 1] = #alerts > 0 and "flagged:" or "flagged: nothing"
+  for _, a in ipairs(alerts) do out[#out + 1] = "  " .. a end
+  alerts = {}
+  feed:send("summary", { sockets = #batch, states = by_state })
+  if fancy then io.write("\27[H\27[2J") end
+  io.write(table.concat(out, "\n"), "\n\n")
+  io.flush()
+end)
+
+gw.log("default pipeline: polling sockets every " .. every .. ", feed at " ..
+       (os.getenv("NLGATE_FEED") or "nlgate.sock") .. " (try `nlgate tail`)")
