@@ -24,6 +24,7 @@ struct nlg_out_unix_stats {
 	uint64_t gaps;     /* gap frames announced */
 	uint64_t clients;  /* clients connected now */
 	uint64_t accepted; /* clients accepted in total */
+	uint64_t rejected; /* connections closed at once: over max_clients, or no memory */
 };
 
 struct nlg_out_unix;
@@ -31,7 +32,8 @@ struct nlg_out_unix;
 struct nlg_out_unix *nlg_out_unix_open(struct nlg_loop *loop, const struct nlg_out_unix_opts *o,
 				       struct nlg_err *err);
 void nlg_out_unix_close(struct nlg_out_unix *u); /* accepts NULL; unlinks the path */
-/* Queue one complete msgpack frame to every client. */
+/* Queue one complete msgpack frame to every client; returns how many took
+ * it (the others count it as missed). */
 int nlg_out_unix_send(struct nlg_out_unix *u, const void *frame, size_t len);
 const struct nlg_out_unix_stats *nlg_out_unix_stats(const struct nlg_out_unix *u);
 /* Try to write queued data now (used at shutdown to drain). */

@@ -1,0 +1,591 @@
+/* Unit tests for core/out_unix.c over real unix sockets in a temp directory:
+ * whole frames in order, bounded queues with drops and `nlgate.gap`, client
+ * removal, stale socket files, error messages, max_clients, flush. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "nlgate/encode.h"
+#include "nlgate/loop.h"
+#include "nlgate/out_unix.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct nlg_loop *loop;
+	struct nlg_out_unix *u;
+	struct nlg_buf fr;
+	msgpack_packer pk;
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	strcpy(f->dir, "/tmp/nlg-out-unix-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/feed.sock", f->dir);
+	f->loop = nlg_loop_create();
+	assert_non_null(f->loop);
+	nlg_buf_init(&f->fr);
+	nlg_mp_init(&f->pk, &f->fr);
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	nlg_out_unix_close(f->u);
+	nlg_loop_destroy(f->loop);
+	nlg_buf_free(&f->fr);
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct nlg_out_unix *fx_open(struct fx *f, size_t queue_bytes, int max_clients)
+{
+	struct nlg_out_unix_opts o = {
+	    .path = f->path, .queue_bytes = queue_bytes, .max_clients = max_clients};
+	struct nlg_err err = {{0}};
+
+	f->u = nlg_out_unix_open(f->loop, &o, &err);
+	if (!f->u)
+		fail_msg("open: %s", err.msg);
+	return f->u;
+}
+
+static int client_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	strcpy(sun.sun_path, path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* Run the loop until the feed has n clients. */
+static void wait_clients(struct fx *f, uint64_t n)
+{
+	for (int i = 0; i < 500 && nlg_out_unix_stats(f->u)->clients != n; i++)
+		nlg_loop_run_once(f->loop, 10);
+	assert_int_equal(nlg_out_unix_stats(f->u)->clients, n);
+}
+
+/* A frame ["test", now, {seq = seq, pad = "xxx..."}]. */
+static void make_frame(struct fx *f, uint64_t seq, size_t pad)
+{
+	static char padding[65536];
+
+	memset(padding, 'x', sizeof(padding));
+	nlg_buf_reset(&f->fr);
+	assert_int_equal(nlg_enc_mp_frame_head(&f->pk, "test", 4, 1700000000000000000ull + seq), 0);
+	msgpack_pack_map(&f->pk, 2);
+	msgpack_pack_str_with_body(&f->pk, "seq", 3);
+	msgpack_pack_uint64(&f->pk, seq);
+	msgpack_pack_str_with_body(&f->pk, "pad", 3);
+	msgpack_pack_str_with_body(&f->pk, padding, pad);
+}
+
+static int send_frame(struct fx *f, uint64_t seq, size_t pad)
+{
+	make_frame(f, seq, pad);
+	return nlg_out_unix_send(f->u, f->fr.data, f->fr.len);
+}
+
+/* ---- a test-side reader of the feed ---- */
+
+struct rd {
+	int fd;
+	struct nlg_buf in;
+	size_t off;	/* parsed up to here */
+	uint64_t bytes; /* received in total */
+	int eof;
+};
+
+static void rd_init(struct rd *r, int fd)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	nlg_buf_init(&r->in);
+}
+
+static void rd_free(struct rd *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	nlg_buf_free(&r->in);
+}
+
+/* Take what the socket holds now, without waiting. */
+static size_t rd_pull(struct rd *r)
+{
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n;
+		assert_int_equal(nlg_buf_reserve(&r->in, 65536), 0);
+		n = recv(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len, MSG_DONTWAIT);
+		if (n > 0) {
+			r->in.len += (size_t)n;
+			r->bytes += (uint64_t)n;
+			got += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			r->eof = 1;
+		else
+			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+		return got;
+	}
+}
+
+/* Alternate reading and running the loop until nothing moves for a while:
+ * the feed has written all it had for this reader. */
+static void rd_drain(struct fx *f, struct rd *r)
+{
+	for (int idle = 0; idle < 5;) {
+		size_t got = rd_pull(r);
+		nlg_loop_run_once(f->loop, 5);
+		got += rd_pull(r);
+		idle = got ? 0 : idle + 1;
+	}
+}
+
+struct frame {
+	char tag[32];
+	uint64_t seq;	 /* "seq" of test frames */
+	uint64_t missed; /* "missed" of gap frames */
+};
+
+/* Next whole frame from what was read: 1, or 0 when none is complete. */
+static int rd_next(struct rd *r, struct frame *fr)
+{
+	msgpack_unpacked u;
+	size_t off = r->off;
+	const msgpack_object *a, *m;
+	int rc;
+
+	memset(fr, 0, sizeof(*fr));
+	msgpack_unpacked_init(&u);
+	rc = msgpack_unpack_next(&u, (const char *)r->in.data, r->in.len, &off);
+	if (rc == MSGPACK_UNPACK_CONTINUE) {
+		msgpack_unpacked_destroy(&u);
+		return 0;
+	}
+	assert_true(rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES);
+	a = &u.data;
+	assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+	assert_int_equal(a->via.array.size, 3);
+	assert_int_equal(a->via.array.ptr[0].type, MSGPACK_OBJECT_STR);
+	assert_true(a->via.array.ptr[0].via.str.size < sizeof(fr->tag));
+	memcpy(fr->tag, a->via.array.ptr[0].via.str.ptr, a->via.array.ptr[0].via.str.size);
+	assert_int_equal(a->via.array.ptr[1].type, MSGPACK_OBJECT_EXT);
+	assert_int_equal(a->via.array.ptr[1].via.ext.type, -1);
+	m = &a->via.array.ptr[2];
+	assert_int_equal(m->type, MSGPACK_OBJECT_MAP);
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object_kv *kv = &m->via.map.ptr[i];
+		if (kv->key.via.str.size == 3 && !memcmp(kv->key.via.str.ptr, "seq", 3))
+			fr->seq = kv->val.via.u64;
+		if (kv->key.via.str.size == 6 && !memcmp(kv->key.via.str.ptr, "missed", 6)) {
+			assert_int_equal(kv->val.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+			fr->missed = kv->val.via.u64;
+		}
+	}
+	msgpack_unpacked_destroy(&u);
+	r->off = off;
+	return 1;
+}
+
+/* Expect test frames first..last-1, in order, and nothing after. */
+static void expect_seqs(struct rd *r, uint64_t first, uint64_t last)
+{
+	struct frame fr;
+
+	for (uint64_t s = first; s < last; s++) {
+		assert_int_equal(rd_next(r, &fr), 1);
+		assert_string_equal(fr.tag, "test");
+		assert_int_equal(fr.seq, s);
+	}
+}
+
+static void expect_end(struct rd *r)
+{
+	assert_int_equal(r->off, r->in.len); /* no partial frame either */
+}
+
+/* ---- tests ---- */
+
+static void test_frames_in_order(void **state)
+{
+	struct fx *f = *state;
+	struct rd r;
+	uint64_t want = 0;
+
+	fx_open(f, 0, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	/* ~1.5 MB: far more than the socket buffer, read along the way. */
+	for (uint64_t s = 0; s < 3000; s++) {
+		assert_int_equal(send_frame(f, s, (size_t)(s * 37 % 1000)), 1);
+		want += f->fr.len;
+		if (s % 50 == 0) {
+			rd_pull(&r);
+			nlg_loop_run_once(f->loop, 0);
+		}
+	}
+	rd_drain(f, &r);
+	expect_seqs(&r, 0, 3000);
+	expect_end(&r);
+	assert_int_equal(r.bytes, want);
+	assert_int_equal(nlg_out_unix_stats(f->u)->frames, 3000);
+	assert_int_equal(nlg_out_unix_stats(f->u)->bytes, want);
+	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
+	assert_int_equal(nlg_out_unix_stats(f->u)->gaps, 0);
+	rd_free(&r);
+}
+
+/* A client that does not read loses frames (counted) while a reading one
+ * gets them all; once it drains, it is told how many it missed. */
+static void test_slow_client_gap(void **state)
+{
+	struct fx *f = *state;
+	const struct nlg_out_unix_stats *st;
+	struct rd slow, fast;
+	struct frame fr;
+	uint64_t got, missed;
+
+	fx_open(f, 64 << 10, 0);
+	rd_init(&slow, client_connect(f->path));
+	wait_clients(f, 1);
+	rd_init(&fast, client_connect(f->path));
+	wait_clients(f, 2);
+	st = nlg_out_unix_stats(f->u);
+	for (uint64_t s = 0; s < 1000; s++) {
+		send_frame(f, s, 1000);
+		rd_pull(&fast);
+		nlg_loop_run_once(f->loop, 0);
+	}
+	assert_true(st->dropped > 0);
+	assert_true(st->dropped < 1000);
+	assert_int_equal(st->gaps, 0);
+	missed = st->dropped;
+
+	/* The slow one wakes up: it gets an unbroken prefix, then nothing. */
+	rd_drain(f, &slow);
+	got = 0;
+	while (rd_next(&slow, &fr)) {
+		assert_string_equal(fr.tag, "test");
+		assert_int_equal(fr.seq, got);
+		got++;
+	}
+	expect_end(&slow);
+	assert_int_equal(got + missed, 1000);
+
+	/* The next frames: a gap frame with the count first, then them. */
+	for (uint64_t s = 1000; s < 1010; s++)
+		assert_int_equal(send_frame(f, s, 1000), 2);
+	rd_drain(f, &slow);
+	assert_int_equal(rd_next(&slow, &fr), 1);
+	assert_string_equal(fr.tag, "nlgate.gap");
+	assert_int_equal(fr.missed, missed);
+	expect_seqs(&slow, 1000, 1010);
+	expect_end(&slow);
+	assert_int_equal(st->gaps, 1);
+	assert_int_equal(st->dropped, missed);
+
+	rd_drain(f, &fast);
+	expect_seqs(&fast, 0, 1010);
+	expect_end(&fast);
+	rd_free(&slow);
+	rd_free(&fast);
+}
+
+/* A frame larger than the queue bound can never be taken. */
+static void test_oversized_frame(void **state)
+{
+	struct fx *f = *state;
+	struct rd r;
+	struct frame fr;
+
+	fx_open(f, 4096, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	assert_int_equal(send_frame(f, 0, 100), 1);
+	assert_int_equal(send_frame(f, 1, 5000), 0);
+	assert_int_equal(send_frame(f, 2, 6000), 0);
+	assert_int_equal(send_frame(f, 3, 100), 1);
+	rd_drain(f, &r);
+	expect_seqs(&r, 0, 1);
+	assert_int_equal(rd_next(&r, &fr), 1);
+	assert_string_equal(fr.tag, "nlgate.gap");
+	assert_int_equal(fr.missed, 2);
+	expect_seqs(&r, 3, 4);
+	expect_end(&r);
+	rd_free(&r);
+}
+
+static void test_disconnect(void **state)
+{
+	struct fx *f = *state;
+	struct rd keep, chatty;
+	int gone, gone2;
+
+	fx_open(f, 0, 0);
+	gone = client_connect(f->path);
+	wait_clients(f, 1);
+	rd_init(&keep, client_connect(f->path));
+	wait_clients(f, 2);
+	rd_init(&chatty, client_connect(f->path));
+	wait_clients(f, 3);
+	gone2 = client_connect(f->path);
+	wait_clients(f, 4);
+
+	/* Clients may talk; the feed reads and ignores it. */
+	assert_int_equal(write(chatty.fd, "hello\n", 6), 6);
+	for (uint64_t s = 0; s < 10; s++)
+		send_frame(f, s, 10);
+	close(gone);
+	wait_clients(f, 3); /* seen through EOF on read */
+	/* This one goes without the loop noticing: the send finds out. */
+	shutdown(gone2, SHUT_RD);
+	for (uint64_t s = 10; s < 500; s++) {
+		send_frame(f, s, 200);
+		if (s % 20 == 0) {
+			rd_pull(&keep);
+			rd_pull(&chatty);
+		}
+	}
+	assert_int_equal(nlg_out_unix_stats(f->u)->clients, 2);
+	close(gone2);
+	rd_drain(f, &keep);
+	rd_drain(f, &chatty);
+	expect_seqs(&keep, 0, 500);
+	expect_end(&keep);
+	expect_seqs(&chatty, 0, 500);
+	expect_end(&chatty);
+	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
+	assert_int_equal(nlg_out_unix_stats(f->u)->accepted, 4);
+	rd_free(&keep);
+	rd_free(&chatty);
+}
+
+static void test_stale_socket_replaced(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat sb;
+	struct rd r;
+	int fd;
+
+	/* A socket file left behind by a process that died. */
+	strcpy(sun.sun_path, f->path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(fd);
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(S_ISSOCK(sb.st_mode));
+
+	fx_open(f, 0, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	assert_int_equal(send_frame(f, 7, 10), 1);
+	rd_drain(f, &r);
+	expect_seqs(&r, 7, 8);
+	rd_free(&r);
+}
+
+static void test_live_socket_kept(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_out_unix_opts o = {.path = f->path};
+	struct nlg_err err = {{0}};
+	struct rd r;
+
+	fx_open(f, 0, 0);
+	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_non_null(strstr(err.msg, f->path));
+	assert_non_null(strstr(err.msg, "address in use"));
+	/* The first feed still owns its socket. */
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	assert_int_equal(send_frame(f, 1, 10), 1);
+	rd_drain(f, &r);
+	expect_seqs(&r, 1, 2);
+	rd_free(&r);
+}
+
+static void test_not_a_socket(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_out_unix_opts o = {.path = f->path};
+	struct nlg_err err = {{0}};
+	struct stat sb;
+	FILE *fp = fopen(f->path, "w");
+
+	assert_non_null(fp);
+	fputs("precious", fp);
+	fclose(fp);
+	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_non_null(strstr(err.msg, f->path));
+	assert_non_null(strstr(err.msg, "not a socket"));
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));
+	assert_int_equal(sb.st_size, 8);
+}
+
+static void test_bad_paths(void **state)
+{
+	struct fx *f = *state;
+	char path[256];
+	struct nlg_out_unix_opts o = {.path = path};
+	struct nlg_err err = {{0}};
+
+	snprintf(path, sizeof(path), "%s/missing/feed.sock", f->dir);
+	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, strerror(ENOENT)));
+
+	memset(path, 'a', 200);
+	path[200] = 0;
+	memset(&err, 0, sizeof(err));
+	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_non_null(strstr(err.msg, "too long"));
+
+	o.path = "";
+	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+}
+
+static void test_max_clients_mode_close(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_out_unix_opts o = {.path = f->path, .mode = 0600, .max_clients = 2};
+	struct nlg_err err = {{0}};
+	struct pollfd p;
+	struct stat sb;
+	char c;
+	int a, b, x;
+
+	f->u = nlg_out_unix_open(f->loop, &o, &err);
+	assert_non_null(f->u);
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+
+	a = client_connect(f->path);
+	wait_clients(f, 1);
+	b = client_connect(f->path);
+	wait_clients(f, 2);
+	x = client_connect(f->path);
+	for (int i = 0; i < 100 && !nlg_out_unix_stats(f->u)->rejected; i++)
+		nlg_loop_run_once(f->loop, 10);
+	assert_int_equal(nlg_out_unix_stats(f->u)->rejected, 1);
+	assert_int_equal(nlg_out_unix_stats(f->u)->clients, 2);
+	p = (struct pollfd){.fd = x, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	assert_int_equal(read(x, &c, 1), 0); /* closed at once */
+
+	nlg_out_unix_close(f->u);
+	f->u = NULL;
+	assert_int_equal(lstat(f->path, &sb), -1);
+	assert_int_equal(errno, ENOENT);
+	p = (struct pollfd){.fd = a, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	assert_int_equal(read(a, &c, 1), 0);
+	close(a);
+	close(b);
+	close(x);
+	nlg_out_unix_close(NULL);
+}
+
+/* Close does not unlink a path that another feed has taken over since. */
+static void test_close_spares_successor(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_out_unix *old;
+	struct stat sb;
+
+	old = fx_open(f, 0, 0);
+	assert_int_equal(unlink(f->path), 0); /* e.g. an operator cleaned up */
+	fx_open(f, 0, 0);
+	nlg_out_unix_close(old);
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(S_ISSOCK(sb.st_mode));
+}
+
+struct reader_arg {
+	int fd;
+	uint64_t bytes;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+	char buf[65536];
+	ssize_t n;
+
+	usleep(50 * 1000); /* let the queue build up before reading */
+	while ((n = read(a->fd, buf, sizeof(buf))) > 0)
+		a->bytes += (uint64_t)n;
+	return NULL;
+}
+
+/* At shutdown, flush hands the queued bytes over before close. */
+static void test_flush(void **state)
+{
+	struct fx *f = *state;
+	struct reader_arg arg;
+	pthread_t th;
+	uint64_t queued;
+
+	fx_open(f, 0, 0);
+	arg.fd = client_connect(f->path);
+	arg.bytes = 0;
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < 2000; s++) /* ~2 MB: well past the socket buffer */
+		assert_int_equal(send_frame(f, s, 1000), 1);
+	queued = nlg_out_unix_stats(f->u)->bytes;
+	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
+	assert_int_equal(pthread_create(&th, NULL, reader, &arg), 0);
+	nlg_out_unix_flush(f->u, 10000);
+	nlg_out_unix_close(f->u);
+	f->u = NULL;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(arg.bytes, queued);
+	close(arg.fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_frames_in_order, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_client_gap, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_oversized_frame, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_disconnect, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_socket_replaced, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_live_socket_kept, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_not_a_socket, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_paths, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_max_clients_mode_close, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_close_spares_successor, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_flush, fx_setup, fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
