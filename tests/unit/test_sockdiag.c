@@ -223,6 +223,7 @@ static void test_decode_skmem_lengths(void **state)
 	mnl_attr_put(nlh, INET_DIAG_SKMEMINFO, sizeof(v), v);
 	assert_int_equal(nlg_sock_decode(nlh, IPPROTO_TCP, &s), 0);
 	assert_memory_equal(s.skmem, v, sizeof(s.skmem));
+	assert_int_equal(s.cong[0], 0); /* the field after skmem is untouched */
 	/* an older kernel's shorter one (8 vars, no drops) leaves the rest zero */
 	memset(&s, 0xff, sizeof(s));
 	nlh = mk_msg(&mb, AF_INET);
