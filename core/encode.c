@@ -322,11 +322,16 @@ int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void
 	/* A branch-free count: cheaper than a second pass of packing. */
 	for (f = s->fields; f < end; f++)
 		n += !f->group | ((present & f->group) != 0);
-	rc = msgpack_pack_map(pk, n);
 	if (pk->callback == mp_write) {
-		msgpack_packer fast = {.data = pk->data, .callback = mp_write};
-		rc |= mp_fields(&fast, pk->data, s, rec, present);
+		struct nlg_buf *b = pk->data;
+		msgpack_packer fast = {.data = b, .callback = mp_write};
+		size_t start = b->len;
+		rc = msgpack_pack_map(pk, n);
+		rc |= mp_fields(&fast, b, s, rec, present);
+		if (rc) /* never leave half a map behind where we can help it */
+			b->len = start;
 	} else {
+		rc = msgpack_pack_map(pk, n);
 		rc |= mp_fields(pk, NULL, s, rec, present);
 	}
 	return rc ? -ENOMEM : 0;
