@@ -656,6 +656,10 @@ int nlg_sockdiag_step(struct nlg_sockdiag *sd, nlg_sock_fn *fn, void *data, stru
 			rc = sd_send_from(sd, sd->job, &e);
 			sd->tries = tries;
 		} else {
+			if (rc == -EINTR)
+				rc = nlg_err_set(&e, EINTR,
+						 "%s: dump kept being interrupted (%u attempts)",
+						 sd_jobs[sd->job].what, sd->tries + 1);
 			if (rc < 0 && sd_may_skip(sd, rc)) {
 				sd->stats.skipped++;
 				sd->missing |= sd_jobs[sd->job].proto_bit;
