@@ -37,7 +37,7 @@ int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err);
 /* The ss name of a kernel state ("ESTAB", "LISTEN", "UNCONN", ...). */
 const char *nlg_sockdiag_state_name(unsigned int state);
 
-/* Decode one SOCK_DIAG_BY_FAMILY reply into out (fully overwritten).
+/* Decode one SOCK_DIAG_BY_FAMILY reply into out (fully overwritten on success).
  * ipproto is the IPPROTO_* the request asked for (the reply does not say).
  * Returns 0, or -EPROTO if the message or an attribute is malformed: shorter
  * than struct inet_diag_msg, an attribute running past the message, or a
