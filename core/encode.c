@@ -782,20 +782,152 @@ static int frame_prefix_ok(const uint8_t *buf, size_t len)
 	return 1;
 }
 
+/* Frames bigger than this are refused rather than waited for. */
+#define FRAME_MAX (64u << 20)
+
+static uint64_t be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n--)
+		v = v << 8 | *p++;
+	return v;
+}
+
+/* Walk one msgpack object without building it: its length, 0 if more bytes
+ * are needed, -1 if it is not msgpack. msgpack-c allocates for a container's
+ * declared size before its elements arrive, so a bogus map32 header would
+ * cost gigabytes; here a count only counts once the bytes are present.
+ *
+ *   head byte → fixed part (hdr bytes) → body (skip bytes) + items to walk */
+static int64_t mp_scan(const uint8_t *p, size_t len)
+{
+	uint64_t pending = 1, off = 0;
+
+	while (pending--) {
+		uint8_t t;
+		int hdr = 0;	/* size/count bytes after the type byte */
+		uint64_t n = 0; /* bytes to skip, or items to walk */
+		int kind = 0;	/* 0 skip fixed, 1 skip n, 2 n items, 3 2n items */
+		uint64_t fixed = 0, extra = 0;
+
+		if (off >= len)
+			return 0;
+		t = p[off++];
+		if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
+			continue;
+		if (t <= 0x8f) {
+			kind = 3, n = t & 15;
+		} else if (t <= 0x9f) {
+			kind = 2, n = t & 15;
+		} else if (t <= 0xbf) {
+			kind = 1, n = t & 31;
+		} else {
+			switch (t) {
+			case 0xc4:
+			case 0xc5:
+			case 0xc6: /* bin 8/16/32 */
+				kind = 1, hdr = 1 << (t - 0xc4);
+				break;
+			case 0xc7:
+			case 0xc8:
+			case 0xc9: /* ext 8/16/32, then a type byte */
+				kind = 1, hdr = 1 << (t - 0xc7), extra = 1;
+				break;
+			case 0xca:
+				fixed = 4;
+				break;
+			case 0xcb:
+				fixed = 8;
+				break;
+			case 0xcc:
+			case 0xd0:
+				fixed = 1;
+				break;
+			case 0xcd:
+			case 0xd1:
+				fixed = 2;
+				break;
+			case 0xce:
+			case 0xd2:
+				fixed = 4;
+				break;
+			case 0xcf:
+			case 0xd3:
+				fixed = 8;
+				break;
+			case 0xd4:
+			case 0xd5:
+			case 0xd6:
+			case 0xd7:
+			case 0xd8: /* fixext */
+				fixed = 1 + (1u << (t - 0xd4));
+				break;
+			case 0xd9:
+			case 0xda:
+			case 0xdb: /* str 8/16/32 */
+				kind = 1, hdr = 1 << (t - 0xd9);
+				break;
+			case 0xdc:
+			case 0xdd:
+				kind = 2, hdr = 2 << (t - 0xdc);
+				break;
+			case 0xde:
+			case 0xdf:
+				kind = 3, hdr = 2 << (t - 0xde);
+				break;
+			default: /* 0xc1, never used */
+				return -1;
+			}
+		}
+		if (len - off < (uint64_t)hdr)
+			return 0;
+		if (hdr)
+			n = be(p + off, hdr);
+		off += (uint64_t)hdr;
+		if (kind == 0)
+			n = fixed;
+		if (kind <= 1) {
+			n += extra;
+			if (n > FRAME_MAX)
+				return -1;
+			if (len - off < n)
+				return 0;
+			off += n;
+			continue;
+		}
+		if (kind == 3)
+			n *= 2;
+		/* Every item takes a byte at least. */
+		if (n > FRAME_MAX)
+			return -1;
+		pending += n;
+		if (pending > len - off)
+			return 0;
+	}
+	return (int64_t)off;
+}
+
 int nlg_frame_to_json(const uint8_t *buf, size_t len, struct nlg_buf *out)
 {
 	msgpack_unpacked u;
 	msgpack_timestamp ts;
 	const msgpack_object *a;
 	size_t off = 0, start = out->len;
+	int64_t whole;
 	int rc;
 
 	if (!len)
 		return 0;
 	if (!frame_prefix_ok(buf, len))
 		return -EPROTO;
+	whole = mp_scan(buf, len < FRAME_MAX ? len : FRAME_MAX);
+	if (whole < 0 || (whole == 0 && len >= FRAME_MAX))
+		return -EPROTO;
+	if (whole == 0)
+		return 0;
 	msgpack_unpacked_init(&u);
-	switch (msgpack_unpack_next(&u, (const char *)buf, len, &off)) {
+	switch (msgpack_unpack_next(&u, (const char *)buf, (size_t)whole, &off)) {
 	case MSGPACK_UNPACK_SUCCESS:
 	case MSGPACK_UNPACK_EXTRA_BYTES:
 		break;

@@ -128,6 +128,11 @@ static int setup(void **state)
 	return 0;
 }
 
+static const void *contains(const struct nlg_buf *b, const char *lit)
+{
+	return memmem(b->data, b->len, lit, strlen(lit));
+}
+
 /* ---- helpers over msgpack-c's decoder ---- */
 
 static const msgpack_object *map_get(const msgpack_object *m, const char *key)
@@ -302,8 +307,8 @@ static void test_absent_groups(void **state)
 
 		nlg_buf_reset(&b);
 		assert_int_equal(nlg_enc_json_record(&b, &tschema, &r), 0);
-		assert_true(!memmem(b.data, b.len, "\"opt\":", 6) == !(present & 1));
-		assert_true(!memmem(b.data, b.len, "\"opt2\":", 7) == !(present & 2));
+		assert_true(!contains(&b, "\"opt\":") == !(present & 1));
+		assert_true(!contains(&b, "\"opt2\":") == !(present & 2));
 	}
 	nlg_buf_free(&b);
 }
@@ -615,7 +620,7 @@ static void test_frame_to_json(void **state)
 	assert_int_equal(nlg_frame_to_json(fr.data + one, fr.len - one, &out), (int)(fr.len - one));
 	assert_true(out.len > 40);
 	assert_memory_equal(out.data, "{\"tag\":\"sock\",\"time\":2.500000000,\"record\":{", 42);
-	assert_non_null(memmem(out.data, out.len, "\"dport\":443,", 12));
+	assert_non_null(contains(&out, "\"dport\":443,"));
 	assert_int_equal(out.data[out.len - 1], '}');
 	nlg_buf_free(&fr);
 	nlg_buf_free(&out);
@@ -701,6 +706,78 @@ static void test_frame_to_json_rejects(void **state)
 	nlg_buf_free(&out);
 }
 
+/* Every msgpack type and width, decoded whole, incomplete at every cut. */
+static void test_frame_to_json_all_widths(void **state)
+{
+	static char big[70000];
+	struct nlg_buf fr, out;
+	msgpack_packer pk;
+	size_t len;
+
+	(void)state;
+	memset(big, 'b', sizeof(big));
+	nlg_buf_init(&fr);
+	nlg_buf_init(&out);
+	nlg_mp_init(&pk, &fr);
+	assert_int_equal(nlg_enc_mp_frame_head(&pk, "w", 1, 1), 0);
+	msgpack_pack_array(&pk, 20);		     /* array16 */
+	msgpack_pack_str_with_body(&pk, big, 300);   /* str16 */
+	msgpack_pack_str_with_body(&pk, big, 70000); /* str32 */
+	msgpack_pack_str_with_body(&pk, big, 40);    /* str8 */
+	msgpack_pack_bin_with_body(&pk, big, 300);   /* bin16 */
+	msgpack_pack_int8(&pk, -100);
+	msgpack_pack_int16(&pk, -1000);
+	msgpack_pack_int32(&pk, -100000);
+	msgpack_pack_int64(&pk, -10000000000ll);
+	msgpack_pack_uint8(&pk, 200);
+	msgpack_pack_uint16(&pk, 60000);
+	msgpack_pack_uint32(&pk, 4000000000u);
+	msgpack_pack_uint64(&pk, 10000000000000000000ull);
+	msgpack_pack_ext_with_body(&pk, "abc", 3, 1); /* ext8 */
+	msgpack_pack_ext_with_body(&pk, big, 300, 2); /* ext16 */
+	msgpack_pack_ext_with_body(&pk, "a", 1, 3);   /* fixext1 */
+	msgpack_pack_ext_with_body(&pk, big, 16, 4);  /* fixext16 */
+	msgpack_pack_map(&pk, 20);		      /* map16 */
+	for (int i = 0; i < 20; i++) {
+		msgpack_pack_int(&pk, i);
+		msgpack_pack_nil(&pk);
+	}
+	msgpack_pack_float(&pk, 0.5f);
+	msgpack_pack_true(&pk);
+	msgpack_pack_double(&pk, -0.25);
+	len = fr.len;
+	assert_int_equal(nlg_frame_to_json(fr.data, len, &out), (int)len);
+	assert_non_null(contains(&out, ",-100,-1000,-100000,-10000000000,200,60000,"));
+	assert_non_null(contains(&out, "4000000000,10000000000000000000,"));
+	assert_non_null(contains(&out, "{\"ext\":1,\"hex\":\"616263\"}"));
+	assert_non_null(contains(&out, ",0.5,true,-0.25]}"));
+	for (size_t n = 0; n < len; n += n < 2000 ? 1 : 997) {
+		nlg_buf_reset(&out);
+		assert_int_equal(nlg_frame_to_json(fr.data, n, &out), 0);
+	}
+	assert_int_equal(nlg_frame_to_json(fr.data, len - 1, &out), 0);
+
+	/* A container that claims more than can ever come is not waited for;
+	 * one that claims much but may still come is incomplete, and costs no
+	 * allocation of its claimed size. */
+	nlg_buf_reset(&fr);
+	assert_int_equal(nlg_enc_mp_frame_head(&pk, "w", 1, 1), 0);
+	len = fr.len;
+	assert_int_equal(nlg_buf_append(&fr, "\xdf\xff\xff\xff\xff\x01\xc0", 7), 0);
+	assert_int_equal(nlg_frame_to_json(fr.data, fr.len, &out), -EPROTO);
+	fr.len = len;
+	assert_int_equal(nlg_buf_append(&fr, "\xdf\x00\x10\x00\x00\x01\xc0", 7), 0);
+	assert_int_equal(nlg_frame_to_json(fr.data, fr.len, &out), 0);
+	fr.len = len;
+	assert_int_equal(nlg_buf_append(&fr, "\xdb\x7f\xff\xff\xffxyz", 8), 0);
+	assert_int_equal(nlg_frame_to_json(fr.data, fr.len, &out), -EPROTO);
+	fr.len = len;
+	assert_int_equal(nlg_buf_append(&fr, "\xc1", 1), 0); /* never-used type byte */
+	assert_int_equal(nlg_frame_to_json(fr.data, fr.len, &out), -EPROTO);
+	nlg_buf_free(&fr);
+	nlg_buf_free(&out);
+}
+
 /* Negative and far timestamps render exactly. */
 static void test_frame_time_text(void **state)
 {
@@ -779,6 +856,7 @@ int main(void)
 	    cmocka_unit_test(test_frame_timestamp),
 	    cmocka_unit_test(test_frame_to_json),
 	    cmocka_unit_test(test_frame_to_json_rejects),
+	    cmocka_unit_test(test_frame_to_json_all_widths),
 	    cmocka_unit_test(test_frame_time_text),
 	    cmocka_unit_test(test_foreign_packer),
 	};
