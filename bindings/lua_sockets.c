@@ -61,6 +61,19 @@ static int on_record(const struct nlg_sock *rec, void *data)
 	return NLG_CB_OK;
 }
 
+/* An interrupted request is sent again: drop what the batch holds of it so
+ * the :dump handler sees each socket once (:each may see it twice). */
+static void on_restart(uint8_t family, uint8_t proto, void *data)
+{
+	struct lua_sockets *ls = data;
+	size_t keep = 0;
+
+	for (size_t i = 0; i < ls->nrecs; i++)
+		if (ls->recs[i].family != family || ls->recs[i].proto != proto)
+			ls->recs[keep++] = ls->recs[i];
+	ls->nrecs = keep;
+}
+
 static void push_stats(lua_State *L, struct lua_sockets *ls)
 {
 	lua_createtable(L, 0, 12);
@@ -397,6 +410,7 @@ int nlg_lua_sockets(lua_State *L)
 	ls->sd = nlg_sockdiag_open(s, &err);
 	if (!ls->sd)
 		return luaL_error(L, "gw.sockets: %s", err.msg);
+	nlg_sockdiag_set_restart(ls->sd, on_restart);
 	nlg_view_new(L, &nlg_sock_schema);
 	ls->view = lua_touserdata(L, -1);
 	ls->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);

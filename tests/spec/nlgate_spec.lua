@@ -3,18 +3,22 @@
 -- handler errors, timers and the unix feed.
 local gw = require "nlgate"
 
--- A helper process holding a TCP listener on 127.0.0.1; returns port, closer.
+-- A helper process holding a TCP listener on 127.0.0.1 and one connection
+-- to it; returns the listening port, the client port, and a closer.
 local function listener()
   local p = io.popen([[python3 -c '
-import socket, sys, time
+import os, socket, time
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
 c = socket.create_connection(s.getsockname()); a, _ = s.accept()
-print(s.getsockname()[1], c.getsockname()[1], flush=True)
-sys.stdin.readline()
+print(s.getsockname()[1], c.getsockname()[1], os.getpid(), flush=True)
+time.sleep(120)
 ']], "r")
   local line = p:read("l")
-  local port, cport = line:match("(%d+) (%d+)")
-  return tonumber(port), tonumber(cport), function() p:close() end
+  local port, cport, pid = line:match("(%d+) (%d+) (%d+)")
+  return tonumber(port), tonumber(cport), function()
+    os.execute("kill " .. pid)
+    p:close()
+  end
 end
 
 describe("nlgate module", function()
@@ -144,7 +148,7 @@ describe("timers", function()
     t = gw.every("20ms", function(now)
       assert.is_number(now)
       n = n + 1
-      if n == 3 then t:cancel(); gw.after(30, function() gw.stop() end) end
+      if n == 3 then t:cancel(); gw.after("30ms", function() gw.stop() end) end
     end)
     assert.is_true(gw.run("5s"))
     assert.are.equal(3, n)
