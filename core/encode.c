@@ -664,15 +664,23 @@ static int json_base64(struct nlg_buf *b, const void *data, size_t n)
 	return 0;
 }
 
-static int json_double(struct nlg_buf *b, double d)
+/* The shortest text that reads back as the same value (as float for a
+ * float32), so 0.1 prints as 0.1, not 0.10000000000000001. */
+static int json_double(struct nlg_buf *b, double d, int is_float)
 {
 	char tmp[40];
-	int n;
+	int n = 0;
 
 	if (!isfinite(d))
 		return json_lit(b, "null"); /* JSON has no NaN or infinity */
-	n = snprintf(tmp, sizeof(tmp), "%.17g", d);
-	if (n <= 0 || (size_t)n >= sizeof(tmp))
+	for (int prec = 1; prec <= 17; prec++) {
+		double back;
+		n = snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+		back = strtod(tmp, NULL);
+		if (is_float ? (float)back == (float)d : back == d)
+			break;
+	}
+	if (n <= 0 || (size_t)n >= sizeof(tmp) - 2)
 		return json_lit(b, "null");
 	/* Keep it a float for readers that care: "1" would read as an int. */
 	if (!strpbrk(tmp, ".eEn"))
@@ -717,8 +725,9 @@ static int json_object(struct nlg_buf *b, const msgpack_object *o, int depth)
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
 		return json_i64(b, o->via.i64);
 	case MSGPACK_OBJECT_FLOAT32:
+		return json_double(b, o->via.f64, 1);
 	case MSGPACK_OBJECT_FLOAT64:
-		return json_double(b, o->via.f64);
+		return json_double(b, o->via.f64, 0);
 	case MSGPACK_OBJECT_STR:
 		return nlg_json_str(b, o->via.str.ptr, o->via.str.size);
 	case MSGPACK_OBJECT_BIN:
