@@ -236,6 +236,16 @@ static int timer_cancel_l(lua_State *L)
 	return 0;
 }
 
+/* At lua_close (reload, exit) the loop outlives the state: unhook. */
+static int timer_gc(lua_State *L)
+{
+	struct lua_timer *t = lua_touserdata(L, 1);
+	if (t->id > 0 && t->gw->loop)
+		nlg_loop_del_timer(t->gw->loop, t->id);
+	t->id = 0;
+	return 0;
+}
+
 /* ---- the rest of gw ------------------------------------------------------ */
 
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what)
@@ -389,6 +399,8 @@ int luaopen_nlgate(lua_State *L)
 		luaL_newmetatable(L, TIMER_MT);
 		lua_pushcfunction(L, timer_cancel_l);
 		lua_setfield(L, -2, "cancel");
+		lua_pushcfunction(L, timer_gc);
+		lua_setfield(L, -2, "__gc");
 		lua_pushvalue(L, -1);
 		lua_setfield(L, -2, "__index");
 		lua_pop(L, 1);

@@ -99,7 +99,7 @@ static void on_signal(struct nlg_loop *loop, int fd, uint32_t events, void *data
 /* Reload: the new script must compile before the old state goes; the old
  * state is closed before the new one runs (they would fight over feed
  * paths); if the new one fails while starting, the old script starts again. */
-static int reload(struct run_ctx *ctx, const char *prev_text, size_t prev_len)
+static int reload(struct run_ctx *ctx, const char *prev_text, size_t prev_len, int *replaced)
 {
 	struct nlg_err err = { { 0 } };
 	lua_State *probe = luaL_newstate();
@@ -116,6 +116,7 @@ static int reload(struct run_ctx *ctx, const char *prev_text, size_t prev_len)
 	ctx->L = start_script(ctx, &err);
 	if (ctx->L) {
 		fprintf(stderr, "nlgate: reloaded %s\n", ctx->script);
+		*replaced = 1;
 		return 0;
 	}
 	fprintf(stderr, "nlgate: reload failed: %s; starting the previous script again\n",
@@ -227,12 +228,19 @@ int nlg_cmd_run(int argc, char **argv)
 			break;
 		ctx.reload = 0;
 		nlg_loop_resume(ctx.loop);
-		if (reload(&ctx, text, text_len) < 0)
+		size_t new_len = 0;
+		char *t = slurp(script, &new_len); /* what the new state will run */
+		int replaced = 0;
+		if (reload(&ctx, text, text_len, &replaced) < 0) {
+			free(t);
 			goto out;
-		char *t = slurp(script, &text_len);
-		if (t) {
+		}
+		if (replaced && t) {
 			free(text);
 			text = t;
+			text_len = new_len;
+		} else {
+			free(t);
 		}
 	}
 	rc = 0;
