@@ -85,6 +85,9 @@ int nlg_lua_conntrack(lua_State *L);
 void nlg_lua_conntrack_register(lua_State *L);
 #endif
 
+/* Register a userdata class: metatable mt, methods as __index, gc as __gc. */
+void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc);
+
 /* Parse a duration argument ("2s", "500ms", number of seconds) or raise. */
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
 

@@ -440,10 +440,5 @@ static int sockets_gc(lua_State *L)
 
 void nlg_lua_sockets_register(lua_State *L)
 {
-	luaL_newmetatable(L, SOCKETS_MT);
-	luaL_newlib(L, methods);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, sockets_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
+	nlg_lua_class(L, SOCKETS_MT, methods, sockets_gc);
 }

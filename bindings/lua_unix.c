@@ -162,10 +162,5 @@ static int unix_gc(lua_State *L)
 
 void nlg_lua_unix_register(lua_State *L)
 {
-	luaL_newmetatable(L, UNIX_MT);
-	luaL_newlib(L, methods);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, unix_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
+	nlg_lua_class(L, UNIX_MT, methods, unix_gc);
 }

@@ -264,6 +264,17 @@ uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what)
 	return ms;
 }
 
+void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc)
+{
+	luaL_newmetatable(L, mt);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+}
+
 static int gw_log(lua_State *L)
 {
 	luaL_Buffer b;
