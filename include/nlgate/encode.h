@@ -39,9 +39,13 @@ int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_
 
 /* JSON string escaping, for other encoders that emit JSON. */
 int nlg_json_str(struct nlg_buf *b, const char *s, size_t n);
+/* JSON numbers, and bytes as a quoted lowercase hex string. 0 or -ENOMEM. */
+int nlg_json_u64(struct nlg_buf *b, uint64_t v);
+int nlg_json_i64(struct nlg_buf *b, int64_t v);
+int nlg_json_hex(struct nlg_buf *b, const void *data, size_t n);
 
-/* Decode one msgpack frame [tag, time, record] from buf and append it to out
- * as one JSON object, no newline, for `nlgate tail`:
+/* (frame_json.c) Decode one msgpack frame [tag, time, record] from buf and
+ * append it to out as one JSON object, no newline, for `nlgate tail`:
  *   {"tag":"sock","time":1700000000.123456789,"record":{...}}
  * time is seconds with 9 decimals; record is any msgpack value as JSON (bin as
  * base64, ext as {"ext":type,"hex":".."}, nested timestamps as seconds).
