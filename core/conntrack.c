@@ -1,0 +1,2 @@
+/* conntrack: under construction. */
+#include "nlgate/conntrack.h"
