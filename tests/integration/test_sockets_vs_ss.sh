@@ -299,4 +299,28 @@ n_ss_sport=$(ip netns exec "$NS" ss -tanH 'sport = :7001' | grep -c .)
 [ "$n_sport" -eq "$n_ss_sport" ] && [ "$n_sport" -gt 0 ] ||
 	nlg_fail "--sport 7001: $n_sport records, ss has $n_ss_sport"
 
+# --msgpack: back-to-back maps, the same records under the same keys as the
+# JSON lines (values that tick, like last_data_recv_ms, are not compared).
+if "$NLG_PY" -c 'import msgpack' 2>/dev/null; then
+	"$NLGATE" dump sockets --netns "$NS" --msgpack >"$NLG_TMP/nlgate.mp" ||
+		nlg_fail "nlgate dump sockets --msgpack"
+	"$NLGATE" dump sockets --netns "$NS" >"$NLG_TMP/nlgate2.json" || nlg_fail "nlgate dump sockets"
+	"$NLG_PY" - "$NLG_TMP/nlgate.mp" "$NLG_TMP/nlgate2.json" <<'EOF' || nlg_fail "--msgpack and JSON disagree"
+import json, sys, msgpack
+mp = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+js = [json.loads(l) for l in open(sys.argv[2])]
+assert all(isinstance(m, dict) for m in mp), "a msgpack item is not a map"
+by_cookie = lambda rs: {r["cookie"]: r for r in rs}
+m, j = by_cookie(mp), by_cookie(js)
+assert len(m) == len(mp) and len(j) == len(js), "cookies repeat"
+assert set(m) == set(j), "different sockets: %d msgpack, %d JSON" % (len(m), len(j))
+stable = ("family", "proto", "state", "src", "sport", "dst", "dport", "uid", "inode", "ifindex", "cong")
+for c in m:
+    assert set(m[c]) == set(j[c]), "keys differ for cookie %d: %s" % (c, set(m[c]) ^ set(j[c]))
+    for k in stable:
+        assert m[c].get(k) == j[c].get(k), "%s differs for cookie %d: %r vs %r" % (k, c, m[c].get(k), j[c].get(k))
+print("msgpack and JSON agree on %d records" % len(m))
+EOF
+fi
+
 nlg_log "ok"
