@@ -20,32 +20,32 @@ enum { NLG_CT_NEW = 0, NLG_CT_UPDATE = 1, NLG_CT_DESTROY = 2 };
 
 /* ct.present bits */
 enum {
-	NLG_CT_HAS_PORTS = 1u << 0,   /* tcp, udp, sctp, dccp, udplite */
-	NLG_CT_HAS_ICMP = 1u << 1,    /* icmp / icmpv6 type, code, id */
-	NLG_CT_HAS_TCP = 1u << 2,     /* tcp_state */
+	NLG_CT_HAS_PORTS = 1u << 0, /* tcp, udp, sctp, dccp, udplite */
+	NLG_CT_HAS_ICMP = 1u << 1,  /* icmp / icmpv6 type, code, id */
+	NLG_CT_HAS_TCP = 1u << 2,   /* tcp_state */
 	NLG_CT_HAS_MARK = 1u << 3,
 	NLG_CT_HAS_ZONE = 1u << 4,
 	NLG_CT_HAS_LABELS = 1u << 5,
 	NLG_CT_HAS_TIMEOUT = 1u << 6,
-	NLG_CT_HAS_ACCT = 1u << 7,    /* nf_conntrack_acct=1 */
-	NLG_CT_HAS_TSTART = 1u << 8,  /* nf_conntrack_timestamp=1 */
-	NLG_CT_HAS_TSTOP = 1u << 9,   /* destroy events with timestamps */
+	NLG_CT_HAS_ACCT = 1u << 7,   /* nf_conntrack_acct=1 */
+	NLG_CT_HAS_TSTART = 1u << 8, /* nf_conntrack_timestamp=1 */
+	NLG_CT_HAS_TSTOP = 1u << 9,  /* destroy events with timestamps */
 	NLG_CT_HAS_HELPER = 1u << 10,
 	NLG_CT_HAS_USE = 1u << 11,
 	NLG_CT_HAS_SECMARK = 1u << 12,
-	NLG_CT_HAS_REPLY = 1u << 13,  /* reply tuple present */
+	NLG_CT_HAS_REPLY = 1u << 13, /* reply tuple present */
 };
 
 #define NLG_CT_LABEL_BYTES 16
 
 struct nlg_ct {
 	NLG_RECORD_HEAD;
-	uint8_t event;     /* NLG_CT_NEW / UPDATE / DESTROY */
-	uint8_t family;    /* AF_INET / AF_INET6 */
-	uint8_t proto;     /* IPPROTO_* of the original tuple */
+	uint8_t event;	   /* NLG_CT_NEW / UPDATE / DESTROY */
+	uint8_t family;	   /* AF_INET / AF_INET6 */
+	uint8_t proto;	   /* IPPROTO_* of the original tuple */
 	uint8_t tcp_state; /* TCP_CONNTRACK_* */
 	uint8_t synthetic; /* a DESTROY nlgate made up during resync */
-	uint8_t dump;      /* came from a table dump, not an event */
+	uint8_t dump;	   /* came from a table dump, not an event */
 	uint8_t icmp_type, icmp_code;
 	uint16_t icmp_id;
 	uint16_t zone;
@@ -77,7 +77,7 @@ enum { NLG_CT_RELIABLE_OFF = 0, NLG_CT_RELIABLE_DESTROY = 1, NLG_CT_RELIABLE_ALL
  * them; every filter is also applied here to events and dumps. */
 struct nlg_ct_filter {
 	uint8_t family; /* 0: any */
-	uint8_t proto;  /* 0: any */
+	uint8_t proto;	/* 0: any */
 	uint8_t has_mark, has_zone;
 	uint32_t mark, mark_mask;
 	uint16_t zone;
@@ -85,10 +85,10 @@ struct nlg_ct_filter {
 
 struct nlg_ct_opts {
 	unsigned events;  /* NLG_CT_EV_* bits; 0 means all */
-	int reliable;     /* NLG_CT_RELIABLE_*; default DESTROY */
-	int rcvbuf;       /* per event socket, bytes; 0: NLG_CT_RCVBUF */
+	int reliable;	  /* NLG_CT_RELIABLE_*; default DESTROY */
+	int rcvbuf;	  /* per event socket, bytes; 0: NLG_CT_RCVBUF */
 	int initial_dump; /* dump the table after subscribing (default 1) */
-	int resync;       /* keep a flow table and resync after loss (default 1) */
+	int resync;	  /* keep a flow table and resync after loss (default 1) */
 	struct nlg_ct_filter filter;
 	const char *netns; /* NULL or a name under /run/netns */
 };
@@ -100,22 +100,22 @@ void nlg_ct_opts_default(struct nlg_ct_opts *o);
 int nlg_ct_parse_events(const char *s, unsigned *events);
 
 struct nlg_ct_stats {
-	uint64_t received;   /* event messages read from the kernel */
+	uint64_t received;	       /* event messages read from the kernel */
 	uint64_t new, update, destroy; /* of those, by type */
-	uint64_t emitted;    /* records handed to the sink */
-	uint64_t lost;       /* events the kernel could not deliver to us (best effort) */
-	uint64_t enobufs;    /* ENOBUFS seen on a best-effort socket */
-	uint64_t deferred;   /* reliable-socket overflows: the kernel re-delivers */
-	uint64_t resyncs;    /* resync dumps completed (the initial dump not counted) */
-	uint64_t resynced;   /* flows a resync found that events had not shown */
-	uint64_t synthetic;  /* DESTROYs made up for flows that vanished unseen */
-	uint64_t duplicates; /* NEW for a flow already known, suppressed */
-	uint64_t orphans;    /* DESTROY for a flow never seen (created before start, or lost) */
-	uint64_t filtered;   /* dropped by the filter */
-	uint64_t bad;        /* malformed messages skipped */
-	uint64_t dumped;     /* flows read from dumps */
-	uint64_t live;       /* flows in the table now */
-	int rcvbuf;          /* what the kernel granted per event socket */
+	uint64_t emitted;	       /* records handed to the sink */
+	uint64_t lost;		       /* events the kernel could not deliver to us (best effort) */
+	uint64_t enobufs;	       /* ENOBUFS seen on a best-effort socket */
+	uint64_t deferred;	       /* reliable-socket overflows: the kernel re-delivers */
+	uint64_t resyncs;	       /* resync dumps completed (the initial dump not counted) */
+	uint64_t resynced;	       /* flows a resync found that events had not shown */
+	uint64_t synthetic;	       /* DESTROYs made up for flows that vanished unseen */
+	uint64_t duplicates;	       /* NEW for a flow already known, suppressed */
+	uint64_t orphans;  /* DESTROY for a flow never seen (created before start, or lost) */
+	uint64_t filtered; /* dropped by the filter */
+	uint64_t bad;	   /* malformed messages skipped */
+	uint64_t dumped;   /* flows read from dumps */
+	uint64_t live;	   /* flows in the table now */
+	int rcvbuf;	   /* what the kernel granted per event socket */
 };
 
 /* The sink: one call per record (valid during the call only); return

@@ -87,6 +87,16 @@ ct_cleanup() {
 # Remember a background pid so ct_cleanup kills it.
 ct_track() { CT_PIDS="$CT_PIDS $1"; }
 
+# ct_spawn OUT ERR CMD...: run CMD in the namespace in the background, as a
+# direct child (not a subshell) so $CT_PID can be signalled; tracked for cleanup.
+ct_spawn() {
+	local out=$1 err=$2
+	shift 2
+	ip netns exec "$CT_NS" "$@" >"$out" 2>"$err" &
+	CT_PID=$!
+	ct_track $CT_PID
+}
+
 ct_count() { ct_in cat /proc/sys/net/netfilter/nf_conntrack_count; }
 ct_dying() { ct_in conntrack -L dying 2>/dev/null | wc -l; }
 
