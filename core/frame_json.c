@@ -91,6 +91,11 @@ static int json_double(struct nlg_buf *b, double d, int is_float)
 
 /* Nesting bound: a hostile or corrupt frame must not exhaust the stack. */
 #define JSON_MAX_DEPTH 64
+/* A key that is not a string is rendered and then quoted, so a key inside a
+ * key is escaped twice: its backslashes double at each level, and 25 levels
+ * of one-byte maps made gigabytes. Such a key spends this much of the depth
+ * budget, which lets keys nest 3 deep. */
+#define JSON_KEY_DEPTH 16
 
 static int json_object(struct nlg_buf *b, const msgpack_object *o, int depth);
 
@@ -103,7 +108,7 @@ static int json_key(struct nlg_buf *b, const msgpack_object *k, int depth)
 	if (k->type == MSGPACK_OBJECT_STR)
 		return nlg_json_str(b, k->via.str.ptr, k->via.str.size);
 	nlg_buf_init(&tmp);
-	rc = json_object(&tmp, k, depth);
+	rc = json_object(&tmp, k, depth + JSON_KEY_DEPTH);
 	if (!rc)
 		rc = nlg_json_str(b, (const char *)tmp.data, tmp.len);
 	nlg_buf_free(&tmp);
