@@ -56,3 +56,10 @@ foreach(src ${NLG_BENCH_PROGS})
   add_executable(bench_${name} ${src})
   target_link_libraries(bench_${name} PRIVATE nlgcore)
 endforeach()
+
+# Fuzz targets (libFuzzer): built with clang directly, whatever compiler
+# builds the rest, and run by ctest as fuzz/<name> for a bounded time over
+# their seeds (new finds go to the build dir). No clang → skipped, said so.
+add_executable(fuzz_gen_frames tests/fuzz/gen_frames.c)
+target_link_libraries(fuzz_gen_frames PRIVATE nlgcore)
+include(tests/fuzz/fuzz.cmake)
