@@ -14,6 +14,7 @@
 
 #include "cmd.h"
 #include "nlgate/loop.h"
+#include "nlgate/priv.h"
 #include "nlgate/script.h"
 
 #include <lauxlib.h>
@@ -28,6 +29,8 @@ static const char run_usage[] =
 	"polling, a feed on ./nlgate.sock and a live summary on the terminal.\n\n"
 	"  -m, --mem-limit MIB   memory the script may use (default 256)\n"
 	"  -b, --budget N        VM instructions per handler call (default 50000000, 0 = off)\n"
+	"  -u, --user USER       after the script has opened its sources, switch to USER,\n"
+	"                        keeping only CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN\n"
 	"  -h, --help            this help\n\n"
 	"Signals: INT/TERM stop (feeds are drained), HUP reloads the script; if the\n"
 	"new one fails to load, the previous one is started again.\n";
@@ -159,6 +162,7 @@ int nlg_cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mem-limit", required_argument, NULL, 'm' },
 		{ "budget", required_argument, NULL, 'b' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -169,17 +173,21 @@ int nlg_cmd_run(int argc, char **argv)
 	int c, rc = 1;
 	char *text = NULL;
 	size_t text_len = 0;
+	const char *user = NULL;
 
 	ctx.lopts.mem_limit = 256u << 20;
 	ctx.lopts.insn_budget = 50000000;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:b:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:b:u:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			ctx.lopts.mem_limit = (size_t)strtoull(optarg, NULL, 10) << 20;
 			break;
 		case 'b':
 			ctx.lopts.insn_budget = strtoull(optarg, NULL, 10);
+			break;
+		case 'u':
+			user = optarg;
 			break;
 		case 'h':
 			fputs(run_usage, stdout);
@@ -216,6 +224,10 @@ int nlg_cmd_run(int argc, char **argv)
 	text = slurp(script, &text_len);
 	ctx.L = start_script(&ctx, &err);
 	if (!ctx.L) {
+		nlg_cmd_fail("run: %s", err.msg);
+		goto out;
+	}
+	if (user && nlg_priv_drop(user, nlg_priv_wanted(), &err) < 0) {
 		nlg_cmd_fail("run: %s", err.msg);
 		goto out;
 	}
