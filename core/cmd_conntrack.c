@@ -383,7 +383,9 @@ int nlg_cmd_watch_conntrack(int argc, char **argv)
 	nlg_loop_run(w.loop);
 	/* what the kernel already queued for us is part of the stream */
 	for (int i = 0; i < n && !w.rc; i++)
-		(void)nlg_ct_readable(w.src, fds[i], &w.err);
+		for (int round = 0; round < 1000; round++)
+			if (nlg_ct_readable(w.src, fds[i], &w.err) <= 0)
+				break;
 	if (nlg_printer_flush(&w.p) < 0 && !w.rc)
 		w.rc = 1;
 	if (a.stats)

@@ -116,10 +116,11 @@ CFG
 		>"$CT_DIR/trafgen.log" 2>&1
 }
 
-# ct_wait CMD...: poll until CMD succeeds (state, not a fixed sleep); 60 s cap.
+# ct_wait CMD...: poll until CMD succeeds (state, not a fixed sleep); about
+# 60 s cap for quick checks ($CT_TRIES polls).
 ct_wait() {
 	local i
-	for i in $(seq 1 600); do
+	for i in $(seq 1 "${CT_TRIES:-600}"); do
 		"$@" && return 0
 		sleep 0.1
 	done
@@ -138,6 +139,6 @@ ct_settled() {
 ct_empty() { [ "$(ct_count)" = 0 ] && [ "$(ct_dying)" = 0 ]; }
 
 # Ids of the flows in the table now, one per line, sorted.
-ct_ids() { ct_in conntrack -L -o id 2>/dev/null | sed -n 's/.*id=\([0-9]*\).*/\1/p' | sort -u; }
+ct_ids() { ct_in conntrack -L -o id 2>/dev/null | sed -n 's/.* id=\([0-9]*\).*/\1/p' | sort -u; }
 
 ct_flush() { ct_in conntrack -F >/dev/null 2>&1; }
