@@ -134,7 +134,7 @@ static int check_attrs(const struct nlmsghdr *nlh)
 			return -1;
 		off += NLMSG_ALIGN(a->nla_len);
 	}
-	return off < end && end - off >= sizeof(struct nlattr) ? -1 : 0;
+	return off < end ? -1 : 0; /* bytes left that are no attribute */
 }
 
 int nlg_ct_parse(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
