@@ -10,6 +10,7 @@ CT_GEN=nlggen-$CT_TAG   # namespace trafgen sends from
 CT_DIR=${CT_DIR:-$(mktemp -d /tmp/nlgate-ct.XXXXXX)}
 CT_SAVED_MAX=
 CT_SAVED_BACKLOG=
+CT_PIDS=
 
 ct_need_root() {
 	if [ "$(id -u)" != 0 ]; then
