@@ -1,6 +1,9 @@
 -- The default pipeline (`make run`, `nlgate run` without a script):
 -- poll sockets every 2 s, feed every socket and every alert to ./nlgate.sock,
--- and keep a compact live summary on the terminal.
+-- and keep a compact live summary on the terminal. With CAP_NET_ADMIN it also
+-- follows conntrack (events to the feed as ct.new / ct.destroy, counts in the
+-- summary); without it, it says so once and goes on with sockets alone.
+-- NLGATE_CT=off turns conntrack off; NLGATE_CT_EVENTS picks the events.
 local gw = require "nlgate"
 local rules = require "nlgate.rules"
 
@@ -8,6 +11,22 @@ local every = os.getenv("NLGATE_EVERY") or "2s"
 local feed = gw.unix { path = os.getenv("NLGATE_FEED") or "nlgate.sock" }
 local socks = gw.sockets { every = every, proto = "tcp,udp", info = "tcp_info,cong" }
 local fancy = (os.getenv("TERM") or "dumb") ~= "dumb" and not os.getenv("NLGATE_PLAIN")
+
+-- conntrack, if we may: a failure (not root, no nf_conntrack) is not fatal
+local ct, ct_count = nil, { new = 0, update = 0, destroy = 0, listed = 0 }
+if (os.getenv("NLGATE_CT") or "on") ~= "off" then
+  local ok, src = pcall(gw.conntrack, { events = os.getenv("NLGATE_CT_EVENTS") or "new,destroy" })
+  if ok then
+    ct = src
+    ct:each(function(e)
+      feed:send("ct." .. e.event, e)
+      local k = e.dump and "listed" or e.event
+      ct_count[k] = ct_count[k] + 1
+    end)
+  else
+    gw.log("conntrack skipped: " .. tostring(src))
+  end
+end
 
 local seen = {}      -- cookie → total_retrans at the previous poll
 local alerts = {}    -- alerts raised during the current poll
@@ -54,6 +73,19 @@ socks:dump(function(batch)
   for st, n in pairs(by_state) do states[#states + 1] = string.format("%s %d", st, n) end
   table.sort(states)
   out[#out + 1] = "  " .. table.concat(states, "  ")
+  local ct_line
+  if ct then
+    local st = ct:stats()
+    ct_line = { new = ct_count.new, destroy = ct_count.destroy, live = st.live,
+                lost = st.lost, synthetic = st.synthetic }
+    local extra = ""
+    if ct_count.listed > 0 then extra = extra .. string.format("  %d listed at start", ct_count.listed) end
+    if st.lost > 0 then extra = extra .. string.format("  %d lost (resynced)", st.lost) end
+    if st.synthetic > 0 then extra = extra .. string.format("  %d ended unseen", st.synthetic) end
+    out[#out + 1] = string.format("conntrack: %d new  %d destroyed  %d live%s", ct_count.new,
+                                  ct_count.destroy, st.live, extra)
+    ct_count.new, ct_count.update, ct_count.destroy, ct_count.listed = 0, 0, 0, 0
+  end
   if #by_retrans > 0 then
     out[#out + 1] = "worst by retransmits:"
     for _, e in ipairs(by_retrans) do out[#out + 1] = line(e.s, e.v .. " retrans") end
@@ -65,11 +97,12 @@ socks:dump(function(batch)
   out[#out + 1] = #alerts > 0 and "flagged:" or "flagged: nothing"
   for _, a in ipairs(alerts) do out[#out + 1] = "  " .. a end
   alerts = {}
-  feed:send("summary", { sockets = #batch, states = by_state })
+  feed:send("summary", { sockets = #batch, states = by_state, conntrack = ct_line })
   if fancy then io.write("\27[H\27[2J") end
   io.write(table.concat(out, "\n"), "\n\n")
   io.flush()
 end)
 
 gw.log("default pipeline: polling sockets every " .. every .. ", feed at " ..
-       (os.getenv("NLGATE_FEED") or "nlgate.sock") .. " (try `nlgate tail`)")
+       (os.getenv("NLGATE_FEED") or "nlgate.sock") .. " (try `nlgate tail`)" ..
+       (ct and "; following conntrack events" or ""))
