@@ -592,6 +592,23 @@ int nlg_ct_table_sync_flow(struct nlg_ct_table *t, const struct nlg_ct *ct)
 	return 1;
 }
 
+int nlg_ct_table_sync_dying(struct nlg_ct_table *t, const struct nlg_ct *ct)
+{
+	struct ct_key k;
+	struct ct_slot *e;
+	struct ct_flow *f;
+
+	key_from(&k, ct);
+	e = table_find(t, key_fp(&k), k.id);
+	if (!e)
+		return 0; /* never seen: its DESTROY will be an orphan, as it is */
+	f = &t->flows[e->flow];
+	if (f->state != ENT_LIVE)
+		return 0; /* its DESTROY already came */
+	f->gen = t->gen;
+	return 1;
+}
+
 static void ct_from_key(struct nlg_ct *ct, const struct ct_key *k)
 {
 	memset(ct, 0, sizeof(*ct));
@@ -675,6 +692,21 @@ struct nlmsghdr *nlg_ct_dump_request(void *buf, size_t len, const struct nlg_ct_
 	return nlh;
 }
 
+struct nlmsghdr *nlg_ct_dying_request(void *buf, size_t len, const struct nlg_ct_filter *f)
+{
+	struct nlmsghdr *nlh;
+	struct nfgenmsg *nfg;
+
+	memset(buf, 0, len);
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_DYING;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = f ? f->family : AF_UNSPEC;
+	nfg->version = NFNETLINK_V0;
+	return nlh;
+}
+
 /* ---- the source ---------------------------------------------------------- */
 
 #define CT_VLEN		   64	/* datagrams per recvmmsg */
@@ -692,6 +724,7 @@ struct ct_sock {
 };
 
 enum { SOCK_EV, SOCK_DEL, NSOCKS };
+enum { PH_TABLE, PH_DYING, PH_DRAIN };
 
 struct nlg_ct_src {
 	struct nlg_ct_opts o;
@@ -701,6 +734,13 @@ struct nlg_ct_src {
 	struct ct_sock s[NSOCKS];
 	struct nlg_nl *dump;
 	int dumping, initial, pending;
+	/* A resync is three steps: the table dump; the dying-list dump (flows
+	 * out of the table whose DESTROY the kernel still holds for a reliable
+	 * listener: they are not gone unseen); and draining the DESTROY socket,
+	 * since a flow the dumps missed may have its DESTROY queued there. Only
+	 * then is whatever the dumps did not show gone unseen. */
+	int phase;
+	int no_dying;	 /* the kernel refused the dying-list dump */
 	int events_mode; /* net.netfilter.nf_conntrack_events, -1 unknown */
 	uint64_t last_sync_ms;
 	struct nlg_ct_stats st;
@@ -850,6 +890,11 @@ static int on_dump_msg(const struct nlmsghdr *nlh, void *data)
 		s->st.filtered++;
 		return NLG_CB_OK;
 	}
+	if (s->phase == PH_DYING) {
+		if (s->table)
+			(void)nlg_ct_table_sync_dying(s->table, &ct);
+		return NLG_CB_OK;
+	}
 	s->st.dumped++;
 	ct.dump = 1;
 	ct.event = NLG_CT_NEW;
@@ -878,6 +923,7 @@ static int dump_start(struct nlg_ct_src *s, struct nlg_err *err)
 		return cap_msg(err, r, "dumps");
 	s->dumping = 1;
 	s->pending = 0;
+	s->phase = PH_TABLE;
 	return 0;
 }
 
@@ -981,6 +1027,8 @@ static int check_drops(struct nlg_ct_src *s, struct nlg_err *err)
 	return need ? nlg_ct_resync(s, err) : 0;
 }
 
+static int sync_done(struct nlg_ct_src *s, struct nlg_err *err);
+
 static int on_event(struct nlg_ct_src *s, const struct nlmsghdr *nlh)
 {
 	struct nlg_ct ct;
@@ -1017,7 +1065,7 @@ static int on_event(struct nlg_ct_src *s, const struct nlmsghdr *nlh)
 static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err *err)
 {
 	uint64_t before = s->st.emitted;
-	int loss = 0;
+	int loss = 0, drained = 0;
 
 	for (int round = 0; round < CT_BUDGET; round++) {
 		for (int i = 0; i < CT_VLEN; i++) {
@@ -1028,8 +1076,10 @@ static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				drained = 1;
 				break;
+			}
 			if (errno == ENOBUFS) {
 				s->st.enobufs++;
 				loss = 1;
@@ -1056,8 +1106,10 @@ static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err 
 							   "conntrack: the consumer stopped");
 			}
 		}
-		if (n < CT_VLEN)
+		if (n < CT_VLEN) { /* the queue ran dry */
+			drained = 1;
 			break;
+		}
 	}
 	if (loss) {
 		int r;
@@ -1071,6 +1123,11 @@ static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err 
 		if (r < 0)
 			return r;
 	}
+	if (drained && s->dumping && s->phase == PH_DRAIN && cs == &s->s[SOCK_DEL]) {
+		int r = sync_done(s, err);
+		if (r < 0)
+			return r;
+	}
 	if (s->st.emitted != before && s->sink.batch)
 		s->sink.batch(s->sink.data);
 	if (s->table)
@@ -1078,12 +1135,53 @@ static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err 
 	return (int)(s->st.emitted - before);
 }
 
+/* The dump has ended and, if pending, a new one starts. */
+static int sync_done(struct nlg_ct_src *s, struct nlg_err *err)
+{
+	int r = dump_finish(s);
+
+	if (r < 0)
+		return nlg_err_set(err, -r, "conntrack: resync: out of memory");
+	return s->pending ? dump_start(s, err) : 0;
+}
+
+/* The table dump is over: ask for the dying list, then drain DESTROYs. */
+static int next_phase(struct nlg_ct_src *s, struct nlg_err *err)
+{
+	struct ct_sock *del = &s->s[SOCK_DEL];
+	int r;
+
+	if (s->phase == PH_TABLE && s->table && del->nl && !s->no_dying) {
+		char buf[64];
+		struct nlmsghdr *req = nlg_ct_dying_request(buf, sizeof(buf), &s->o.filter);
+		if (nlg_nl_dump_start(s->dump, req, "ctnetlink (dying list)", NULL) == 0) {
+			s->phase = PH_DYING;
+			return 0;
+		}
+		s->no_dying = 1;
+	}
+	s->phase = PH_DRAIN;
+	if (!del->nl)
+		return sync_done(s, err);
+	r = read_events(s, del, err); /* finishes the resync once drained */
+	return r < 0 ? r : 0;
+}
+
 static int step_dump(struct nlg_ct_src *s, struct nlg_err *err)
 {
 	uint64_t before = s->st.emitted;
 	int r = nlg_nl_dump_step(s->dump, on_dump_msg, s, err);
 
-	if (r == -EINTR) { /* interrupted dump: start it again */
+	if (r < 0 && s->phase == PH_DYING) {
+		/* an interrupted dying dump is asked again; a kernel without it
+		 * leaves only the drain to tell the DESTROYs in flight */
+		if (r != -EINTR)
+			s->no_dying = 1;
+		s->phase = PH_TABLE;
+		r = next_phase(s, err);
+		if (r < 0)
+			return r;
+	} else if (r == -EINTR) { /* interrupted dump: start it again */
 		s->dumping = 0;
 		r = dump_start(s, err);
 		if (r < 0)
@@ -1094,14 +1192,9 @@ static int step_dump(struct nlg_ct_src *s, struct nlg_err *err)
 			(void)nlg_ct_table_sync_end(s->table, NULL, NULL);
 		return cap_msg(err, r, "dumps");
 	} else if (r == 0) {
-		r = dump_finish(s);
+		r = next_phase(s, err);
 		if (r < 0)
-			return nlg_err_set(err, -r, "conntrack: resync: out of memory");
-		if (s->pending) {
-			r = dump_start(s, err);
-			if (r < 0)
-				return r;
-		}
+			return r;
 	}
 	if (s->st.emitted != before && s->sink.batch)
 		s->sink.batch(s->sink.data);
@@ -1129,6 +1222,10 @@ int nlg_ct_tick(struct nlg_ct_src *s, struct nlg_err *err)
 		return r;
 	if (s->pending && !s->dumping)
 		return dump_start(s, err);
+	if (s->dumping && s->phase == PH_DRAIN && s->s[SOCK_DEL].nl) {
+		r = read_events(s, &s->s[SOCK_DEL], err);
+		return r < 0 ? r : 0;
+	}
 	/* events=2: flows from before our start never report their end */
 	if (s->table && s->events_mode == 2 && s->table->unconfirmed && !s->dumping &&
 	    nlg_now_ms() - s->last_sync_ms >= CT_EARLY_RESYNC_MS)

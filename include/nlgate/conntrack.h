@@ -183,5 +183,14 @@ void nlg_ct_table_sync_begin(struct nlg_ct_table *t);
 int nlg_ct_table_sync_flow(struct nlg_ct_table *t, const struct nlg_ct *ct);
 int nlg_ct_table_sync_end(struct nlg_ct_table *t, int (*fn)(const struct nlg_ct *, void *),
 			  void *data);
+/* Between the dump and sync_end: a flow the dying-list dump
+ * (IPCTNL_MSG_CT_GET_DYING) shows is out of the table but its DESTROY is still
+ * held by the kernel for a reliable listener, and will come: a known live flow
+ * is kept (no synthetic DESTROY); returns 1 then, else 0. Never adds a flow. */
+int nlg_ct_table_sync_dying(struct nlg_ct_table *t, const struct nlg_ct *ct);
+
+/* Build an IPCTNL_MSG_CT_GET_DYING dump request (family filter only) into buf
+ * (>= 64 bytes); returns the message. */
+struct nlmsghdr *nlg_ct_dying_request(void *buf, size_t len, const struct nlg_ct_filter *f);
 
 #endif

@@ -421,6 +421,76 @@ static void test_table_resync(void **state)
 	nlg_ct_table_free(t);
 }
 
+/* Reliable DESTROY: flows out of the table whose DESTROY the kernel still
+ * holds (the dying list) are not gone unseen: no synthetic DESTROY for them,
+ * and the real one, when it comes, is an ordinary DESTROY of a known flow. */
+static void test_table_resync_dying(void **state)
+{
+	struct nlg_ct_table *t = nlg_ct_table_new();
+	struct gone g = {.n = 0};
+	int orphan;
+
+	(void)state;
+	for (uint32_t i = 1; i <= 4; i++) {
+		struct nlg_ct ct = rec(NLG_CT_NEW, i, (uint16_t)i);
+		assert_int_equal(nlg_ct_table_event(t, &ct, &orphan), 1);
+	}
+	/* the table dump shows 1; 2 is on the dying list; 3 was also dying but
+	 * its DESTROY arrived while the dumps ran; 4 vanished unseen; 9 is on
+	 * the dying list but was never known */
+	struct nlg_ct d1 = rec(NLG_CT_NEW, 1, 1), y2 = rec(NLG_CT_NEW, 2, 2),
+		      y3 = rec(NLG_CT_NEW, 3, 3), y9 = rec(NLG_CT_NEW, 9, 9);
+	nlg_ct_table_sync_begin(t);
+	assert_int_equal(nlg_ct_table_sync_flow(t, &d1), 0);
+	struct nlg_ct x3 = rec(NLG_CT_DESTROY, 3, 3);
+	assert_int_equal(nlg_ct_table_event(t, &x3, &orphan), 1);
+	assert_int_equal(orphan, 0);
+	assert_int_equal(nlg_ct_table_sync_dying(t, &y2), 1);
+	assert_int_equal(nlg_ct_table_sync_dying(t, &y3), 0);
+	assert_int_equal(nlg_ct_table_sync_dying(t, &y9), 0);
+	assert_int_equal(nlg_ct_table_sync_end(t, on_gone, &g), 1);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.ids[0], 4);
+	assert_int_equal(nlg_ct_table_count(t), 2); /* 1, and 2 until its DESTROY */
+	assert_true(nlg_ct_table_has(t, &y2));
+	assert_false(nlg_ct_table_has(t, &y9)); /* dying-only flows are not added */
+	/* the kernel re-delivers 2's DESTROY: a known flow, not an orphan */
+	struct nlg_ct x2 = rec(NLG_CT_DESTROY, 2, 2);
+	assert_int_equal(nlg_ct_table_event(t, &x2, &orphan), 1);
+	assert_int_equal(orphan, 0);
+	assert_int_equal(nlg_ct_table_count(t), 1);
+	/* a later resync that shows only 1 makes up nothing more */
+	nlg_ct_table_sync_begin(t);
+	assert_int_equal(nlg_ct_table_sync_flow(t, &d1), 0);
+	assert_int_equal(nlg_ct_table_sync_end(t, on_gone, &g), 0);
+	assert_int_equal(g.n, 1);
+	/* dying for a flow seen in the table dump too changes nothing */
+	nlg_ct_table_sync_begin(t);
+	assert_int_equal(nlg_ct_table_sync_flow(t, &d1), 0);
+	assert_int_equal(nlg_ct_table_sync_dying(t, &d1), 1);
+	assert_int_equal(nlg_ct_table_sync_end(t, on_gone, &g), 0);
+	assert_int_equal(nlg_ct_table_count(t), 1);
+	nlg_ct_table_free(t);
+}
+
+static void test_dying_request(void **state)
+{
+	char rq[256];
+	struct nlg_ct_filter f = {.family = AF_INET6};
+	struct nlmsghdr *nlh = nlg_ct_dying_request(rq, sizeof(rq), &f);
+	const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+
+	(void)state;
+	assert_int_equal(NFNL_SUBSYS_ID(nlh->nlmsg_type), NFNL_SUBSYS_CTNETLINK);
+	assert_int_equal(NFNL_MSG_TYPE(nlh->nlmsg_type), IPCTNL_MSG_CT_GET_DYING);
+	assert_int_equal(nlh->nlmsg_flags, NLM_F_REQUEST | NLM_F_DUMP);
+	assert_int_equal(nfg->nfgen_family, AF_INET6);
+	assert_int_equal(nlh->nlmsg_len, NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(*nfg)));
+	nlh = nlg_ct_dying_request(rq, sizeof(rq), NULL);
+	nfg = mnl_nlmsg_get_payload(nlh);
+	assert_int_equal(nfg->nfgen_family, AF_UNSPEC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +502,8 @@ int main(void)
 	    cmocka_unit_test(test_table_events),
 	    cmocka_unit_test(test_table_many),
 	    cmocka_unit_test(test_table_resync),
+	    cmocka_unit_test(test_table_resync_dying),
+	    cmocka_unit_test(test_dying_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
