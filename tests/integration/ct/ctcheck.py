@@ -1,22 +1,27 @@
 #!/usr/bin/python3
 """Compare `nlgate watch conntrack` JSON lines with the flows that existed.
 
-usage: ctcheck.py EVENTS.jsonl IDS.txt STATS.json MODE
-MODE: exact    every flow in IDS has a real (not synthetic) NEW and DESTROY, and
+usage: ctcheck.py EVENTS.jsonl KEYS.txt STATS.json MODE
+KEYS.txt: the flows that existed, as ct_keys in flood.sh prints them.
+MODE: exact    every flow in KEYS has a real (not synthetic) NEW and DESTROY, and
                nlgate counted no loss
-      destroy  every flow in IDS has a real DESTROY (NEW may be repaired by resync)
-      lossy    some flow in IDS lacks a real DESTROY (the negative control), and
+      destroy  every flow in KEYS has a real DESTROY (NEW may be repaired by resync)
+      lossy    some flow in KEYS lacks a real DESTROY (the negative control), and
                nlgate counted the loss
 Prints a one-line summary; exits 1 when the mode's condition fails."""
 import json
+import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ctkey import key  # noqa: E402
+
 events, idfile, statsfile, mode = sys.argv[1:5]
-want = set(int(x) for x in open(idfile) if x.strip())
+want = set(x.strip() for x in open(idfile) if x.strip())
 new_real, destroy_real, destroy_syn, live = set(), set(), set(), set()
 for line in open(events):
     r = json.loads(line)
-    i = r["id"]
+    i = key(r)
     if r["event"] == "new":
         if not r["dump"]:
             new_real.add(i)

@@ -138,8 +138,31 @@ ct_settled() {
 	[ "$a" = "$b" ]
 }
 ct_empty() { [ "$(ct_count)" = 0 ] && [ "$(ct_dying)" = 0 ]; }
+ct_empty_dying() { [ "$(ct_dying)" = 0 ]; }
 
-# Ids of the flows in the table now, one per line, sorted.
-ct_ids() { ct_in conntrack -L -o id 2>/dev/null | sed -n 's/.* id=\([0-9]*\).*/\1/p' | sort -u; }
+# The flows in the table now, one key per line, sorted: "ID PROTO SRC DST
+# SPORT DPORT" (original tuple; - for no ports). The id alone is no key: it is
+# a 32-bit hash, and among 25,000 flows two share one in a few runs in a
+# hundred (a flushed flow's synthetic DESTROY then seemed to end a live one).
+# ct/ctkey.py makes the same key from nlgate's records; ct_keyof
+# reads `conntrack -L/-E -o id` lines on stdin. The conntrack id is
+# the last id= (ICMP tuples have an id= of their own).
+ct_keyof() {
+	awk '{
+		p = 1
+		while (p < NF && substr($p, 1, 1) == "[") p++ # [DESTROY], [timestamp]
+		src = dst = sp = dp = id = "-"
+		for (i = p + 1; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] == "src" && src == "-") src = kv[2]
+			else if (kv[1] == "dst" && dst == "-") dst = kv[2]
+			else if (kv[1] == "sport" && sp == "-") sp = kv[2]
+			else if (kv[1] == "dport" && dp == "-") dp = kv[2]
+			else if (kv[1] == "id") id = kv[2]
+		}
+		if (id != "-") print id, $p, src, dst, sp, dp
+	}'
+}
+ct_keys() { ct_in conntrack -L -o id 2>/dev/null | ct_keyof | sort -u; }
 
 ct_flush() { ct_in conntrack -F >/dev/null 2>&1; }
