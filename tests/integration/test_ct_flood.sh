@@ -31,7 +31,7 @@ run() {
 	fi
 	ct_flood "$FLOWS"
 	ct_wait ct_settled || return 1
-	ct_ids >"$CT_DIR/$name.ids"
+	ct_keys >"$CT_DIR/$name.ids"
 	echo "$name: $(wc -l <"$CT_DIR/$name.ids") flows in the table"
 	ct_flush
 	# state, not time: the table and the dying list (events the kernel still
@@ -43,7 +43,7 @@ run() {
 		kill -TERM $CTE
 		wait $CTE
 		local got
-		got=$(sed -n 's/.* id=\([0-9]*\).*/\1/p' "$CT_DIR/ctE.out" | sort -u | wc -l)
+		got=$(ct_keyof <"$CT_DIR/ctE.out" | sort -u | comm -12 - "$CT_DIR/$name.ids" | wc -l)
 		echo "conntrack -E (same 256 MiB buffer): $got of $(wc -l <"$CT_DIR/$name.ids") destroys"
 		if [ "$got" -ge "$(wc -l <"$CT_DIR/$name.ids")" ]; then
 			echo "FAIL: conntrack -E lost nothing: the flood was too gentle to prove anything"
