@@ -262,6 +262,10 @@ static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *da
 
 	NLG_UNUSED(loop);
 	NLG_UNUSED(events);
+	/* Not re-entered from a nested loop (gw.run inside a handler): the
+	 * core is mid-read; the fd stays readable and is served afterwards. */
+	if (!lc->src || lc->closing || lc->depth > 0)
+		return;
 	lc->depth++;
 	r = nlg_ct_readable(lc->src, fd, &lc->last_err);
 	if (r < 0 && !lc->closing) {
