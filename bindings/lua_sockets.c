@@ -29,7 +29,7 @@ struct lua_sockets {
 	size_t nrecs, caprecs;
 	/* counters */
 	uint64_t polls, records, errors, overlaps, handler_errors;
-	uint64_t last_ms, max_ms, last_records;
+	uint64_t last_ms, max_ms, last_records, poll_records;
 	struct nlg_err last_err;
 };
 
@@ -39,6 +39,7 @@ static int on_record(const struct nlg_sock *rec, void *data)
 	lua_State *L = ls->gw->L;
 
 	ls->records++;
+	ls->poll_records++;
 	if (ls->dump_ref != LUA_NOREF) {
 		if (ls->nrecs == ls->caprecs) {
 			size_t cap = ls->caprecs ? ls->caprecs * 2 : 1024;
@@ -132,7 +133,7 @@ static void poll_finish(struct lua_sockets *ls, int rc)
 	ls->last_ms = ms;
 	if (ms > ls->max_ms)
 		ls->max_ms = ms;
-	ls->last_records = ls->records;
+	ls->last_records = ls->poll_records;
 	if (ls->dump_ref != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->dump_ref);
 		struct nlg_batch *b = nlg_batch_new(L, &nlg_sock_schema);
@@ -181,6 +182,7 @@ static int poll_start(struct lua_sockets *ls)
 	}
 	ls->last_err.msg[0] = 0;
 	ls->nrecs = 0;
+	ls->poll_records = 0;
 	ls->started_ms = nlg_now_ms();
 	ls->started_ns = nlg_realtime_ns();
 	rc = nlg_sockdiag_start(ls->sd, &ls->req, &ls->last_err);

@@ -21,6 +21,9 @@ int nlg_cmd_dump_conntrack(int argc, char **argv);
 int nlg_cmd_watch_conntrack(int argc, char **argv);
 #endif
 
+/* After getopt_long returned '?': one line naming the bad option; returns 2. */
+int nlg_cmd_badopt(const char *cmd, char **argv);
+
 /* Print "nlgate: <msg>\n" to stderr; returns 1 (the exit code for errors). */
 int nlg_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -193,8 +193,7 @@ int nlg_cmd_run(int argc, char **argv)
 			fputs(run_usage, stdout);
 			return 0;
 		default:
-			fputs(run_usage, stderr);
-			return 2;
+			return nlg_cmd_badopt("run", argv);
 		}
 	}
 	if (argc - optind > 1)
@@ -272,12 +271,17 @@ int nlg_cmd_check(int argc, char **argv)
 	lua_State *L;
 	int rc;
 
-	if (argc != 2 || argv[1][0] == '-') {
-		if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-			fputs(check_usage, stdout);
-			return 0;
-		}
-		fputs(check_usage, stderr);
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(check_usage, stdout);
+		return 0;
+	}
+	if (argc == 2 && argv[1][0] == '-' && argv[1][1]) {
+		fprintf(stderr, "nlgate: check: bad option '%s' (see `nlgate check --help`)\n",
+			argv[1]);
+		return 2;
+	}
+	if (argc != 2) {
+		fprintf(stderr, "nlgate: check: give exactly one script (see `nlgate check --help`)\n");
 		return 2;
 	}
 	if (access(argv[1], R_OK) != 0)

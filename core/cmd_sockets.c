@@ -110,8 +110,7 @@ int nlg_cmd_dump_sockets(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			return nlg_cmd_badopt("dump sockets", argv);
 		}
 	}
 	if (optind < argc)

@@ -72,8 +72,7 @@ int nlg_cmd_tail(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			return nlg_cmd_badopt("tail", argv);
 		}
 	}
 	if (optind < argc)

@@ -1,5 +1,6 @@
 /* The command line: finds the command, hands it the rest of argv. Each
  * command lives in core/cmd_<name>.c and returns the process exit code. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,20 @@ int nlg_cmd_fail(const char *fmt, ...)
 	return 1;
 }
 
+int nlg_cmd_badopt(const char *cmd, char **argv)
+{
+	const char *bad = optind > 0 ? argv[optind - 1] : "?";
+
+	/* A short option missing its argument leaves optopt set and optind past it. */
+	if (optopt && bad[0] == '-' && bad[1] == optopt && !bad[2])
+		fprintf(stderr, "nlgate: %s: option '-%c' needs a value (see `nlgate %s --help`)\n",
+			cmd, optopt, cmd);
+	else
+		fprintf(stderr, "nlgate: %s: bad option '%s' (see `nlgate %s --help`)\n", cmd, bad,
+			cmd);
+	return 2;
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: nlgate COMMAND [OPTIONS]\n\n"
@@ -65,6 +80,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	nlg_schema_init();
+	opterr = 0; /* commands report a bad option in one line of their own */
 	for (size_t i = 0; i < NLG_ARRAY_SIZE(cmds); i++) {
 		const struct cmd *c = &cmds[i];
 		if (strcmp(argv[1], c->word))
