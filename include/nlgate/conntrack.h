@@ -165,6 +165,15 @@ void nlg_ct_parser_free(struct nlg_ct_parser *p);
  * filled) for anything malformed or not a conntrack message. */
 int nlg_ct_parse(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
 		 struct nlg_err *err);
+/* The two decoders behind nlg_ct_parse. nlg_ct_decode reads the attributes
+ * events carry in place with libmnl: 0 once out is filled; 1 for a message
+ * it does not model (other attributes, anything odd), which nlg_ct_parse
+ * hands to nlg_ct_parse_nfct, the reference (libnetfilter_conntrack); -1 for
+ * attributes of lengths the reference refuses (libnetfilter_conntrack 1.0.9
+ * exits the process on those). The unit tests hold the two equal. */
+int nlg_ct_decode(const struct nlmsghdr *nlh, struct nlg_ct *out);
+int nlg_ct_parse_nfct(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
+		      struct nlg_err *err);
 int nlg_ct_filter_match(const struct nlg_ct_filter *f, const struct nlg_ct *ct);
 
 /* The flow table behind resync, keyed by (zone, orig tuple, id). */
@@ -173,6 +182,9 @@ struct nlg_ct_table *nlg_ct_table_new(void);
 void nlg_ct_table_free(struct nlg_ct_table *t);
 size_t nlg_ct_table_count(const struct nlg_ct_table *t);
 int nlg_ct_table_has(const struct nlg_ct_table *t, const struct nlg_ct *ct);
+/* A hint: start loading the index slot of ct's flow (one cache miss in a big
+ * table) while other work goes on; call nlg_ct_table_event later. */
+void nlg_ct_table_prefetch(const struct nlg_ct_table *t, const struct nlg_ct *ct);
 /* An event. Returns 1 to emit it, 0 for a duplicate NEW; *orphan is set for
  * a DESTROY of an unknown flow. -ENOMEM if the table cannot grow. */
 int nlg_ct_table_event(struct nlg_ct_table *t, const struct nlg_ct *ct, int *orphan);

@@ -7,6 +7,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include <libmnl/libmnl.h>
@@ -52,6 +55,10 @@ static struct nlmsghdr *msg(int type, int flags, int family, int proto, const ch
 			mnl_attr_put_u8(nlh, CTA_PROTO_ICMP_TYPE, dir ? 0 : 8);
 			mnl_attr_put_u8(nlh, CTA_PROTO_ICMP_CODE, 0);
 			mnl_attr_put_u16(nlh, CTA_PROTO_ICMP_ID, htons(sport));
+		} else if (proto == IPPROTO_ICMPV6) {
+			mnl_attr_put_u8(nlh, CTA_PROTO_ICMPV6_TYPE, dir ? 129 : 128);
+			mnl_attr_put_u8(nlh, CTA_PROTO_ICMPV6_CODE, 0);
+			mnl_attr_put_u16(nlh, CTA_PROTO_ICMPV6_ID, htons(sport));
 		} else {
 			mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(dir ? dport : sport));
 			mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(dir ? sport : dport));
@@ -62,6 +69,93 @@ static struct nlmsghdr *msg(int type, int flags, int family, int proto, const ch
 	mnl_attr_put_u32(nlh, CTA_STATUS, htonl(IPS_CONFIRMED | IPS_ASSURED | IPS_SEEN_REPLY));
 	mnl_attr_put_u32(nlh, CTA_ID, htonl(id));
 	return nlh;
+}
+
+static unsigned fast_hits, fast_misses, fast_bad, ref_exits;
+
+/* The reference decoder in a child: libnetfilter_conntrack exits the process
+ * on attributes of lengths it refuses. Returns 1 if it exited, else 0 with its
+ * result in *rr and *ref. */
+static int ref_in_child(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, int *rr,
+			struct nlg_ct *ref)
+{
+	int fds[2], status;
+	char got[sizeof(int) + sizeof(*ref)];
+	size_t have = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char out[sizeof(got)];
+		int r;
+		close(fds[0]);
+		if (!freopen("/dev/null", "w", stderr))
+			_exit(3);
+		memset(ref, 0, sizeof(*ref));
+		r = nlg_ct_parse_nfct(p, nlh, ref, NULL);
+		memcpy(out, &r, sizeof(r));
+		memcpy(out + sizeof(r), ref, sizeof(*ref));
+		_exit(write(fds[1], out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 3);
+	}
+	close(fds[1]);
+	for (ssize_t n;
+	     have < sizeof(got) && (n = read(fds[0], got + have, sizeof(got) - have)) > 0;)
+		have += (size_t)n;
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (have < sizeof(got))
+		return 1;
+	memcpy(rr, got, sizeof(*rr));
+	memcpy(ref, got + sizeof(*rr), sizeof(*ref));
+	return 0;
+}
+
+/* Every message a test parses goes through here and is decoded three ways:
+ * nlg_ct_parse must agree with the reference decoder (libnetfilter_conntrack)
+ * on the result and on every byte of the record, and so must the fast decoder
+ * whenever it takes a message on. Where the fast decoder declines, the
+ * reference runs in a child (it may exit). */
+static int parse(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
+		 struct nlg_err *err)
+{
+	struct nlg_ct ref, fast;
+	int rr = 0, rf, r;
+
+	memset(&ref, 0xa5, sizeof(ref));
+	memset(&fast, 0x5a, sizeof(fast));
+	rf = nlg_ct_decode(nlh, &fast);
+	if (rf == 0) {
+		/* it checked every attribute as the reference does: safe here */
+		fast_hits++;
+		assert_int_equal(nlg_ct_parse_nfct(p, nlh, &ref, NULL), 0);
+		assert_memory_equal(&fast, &ref, sizeof(ref));
+		r = nlg_ct_parse(p, nlh, out, err);
+		assert_int_equal(r, 0);
+		assert_memory_equal(out, &ref, sizeof(ref));
+		return r;
+	}
+	int exited = ref_in_child(p, nlh, &rr, &ref);
+	if (rf < 0) {
+		/* a length the reference refuses: it fails or exits, we fail */
+		fast_bad++;
+		assert_true(exited || rr < 0);
+		r = nlg_ct_parse(p, nlh, out, err);
+		assert_int_equal(r, -EPROTO);
+		return r;
+	}
+	assert_int_equal(rf, 1);
+	fast_misses++;
+	if (exited) { /* outside what the fast decoder models; counted */
+		ref_exits++;
+		return -EPROTO;
+	}
+	r = nlg_ct_parse(p, nlh, out, err);
+	assert_int_equal(r, rr);
+	if (r == 0)
+		assert_memory_equal(out, &ref, sizeof(ref));
+	return r;
 }
 
 static struct nlmsghdr *udp4(int type, int flags, uint32_t id)
@@ -80,7 +174,7 @@ static void test_parse_udp4_new(void **state)
 	(void)state;
 	mnl_attr_put_u32(nlh, CTA_MARK, htonl(0x42));
 	mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(30));
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), 0);
+	assert_int_equal(parse(p, nlh, &ct, &err), 0);
 	assert_int_equal(ct.event, NLG_CT_NEW);
 	assert_int_equal(ct.id, 77);
 	assert_int_equal(ct.family, AF_INET);
@@ -110,7 +204,7 @@ static void test_parse_udp4_new(void **state)
 
 	/* The same parser object reused: nothing of the last message leaks in. */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 78);
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), 0);
+	assert_int_equal(parse(p, nlh, &ct, &err), 0);
 	assert_int_equal(ct.event, NLG_CT_UPDATE);
 	assert_false(ct.present & NLG_CT_HAS_MARK);
 	assert_int_equal(ct.mark, 0);
@@ -146,7 +240,7 @@ static void test_parse_destroy_acct_tcp6(void **state)
 	mnl_attr_put_u64(nlh, CTA_TIMESTAMP_STOP, htobe64(3000000000ull));
 	mnl_attr_nest_end(nlh, n);
 	mnl_attr_put_u16(nlh, CTA_ZONE, htons(3));
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), 0);
+	assert_int_equal(parse(p, nlh, &ct, &err), 0);
 	assert_int_equal(ct.event, NLG_CT_DESTROY);
 	assert_int_equal(ct.family, AF_INET6);
 	assert_int_equal(ct.tcp_state, 7);
@@ -176,7 +270,7 @@ static void test_parse_icmp(void **state)
 	struct nlg_ct ct;
 
 	(void)state;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, NULL), 0);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
 	assert_true(ct.present & NLG_CT_HAS_ICMP);
 	assert_false(ct.present & NLG_CT_HAS_PORTS);
 	assert_int_equal(ct.icmp_type, 8);
@@ -196,30 +290,30 @@ static void test_parse_malformed(void **state)
 	/* shorter than nlmsghdr + nfgenmsg */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	nlh->nlmsg_len = NLMSG_HDRLEN + 2;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	assert_non_null(strstr(err.msg, "too short"));
 	/* another subsystem */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK_EXP << 8) | IPCTNL_MSG_CT_NEW;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	/* an unexpected ctnetlink type */
 	nlh = udp4(IPCTNL_MSG_CT_GET_STATS, 0, 1);
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	/* the last attribute claims more bytes than the message holds */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	a = (struct nlattr *)((char *)nlh + nlh->nlmsg_len - 8);
 	a->nla_len = 64;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	assert_non_null(strstr(err.msg, "attribute"));
 	/* the message cut in the middle of an attribute */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	nlh->nlmsg_len -= 6;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	/* an attribute of length < 4 */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	a = (struct nlattr *)((char *)nlh + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg)));
 	a->nla_len = 2;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	/* no tuple at all */
 	memset(buf, 0, sizeof(buf));
 	nlh = mnl_nlmsg_put_header(buf);
@@ -227,15 +321,15 @@ static void test_parse_malformed(void **state)
 	((struct nfgenmsg *)mnl_nlmsg_put_extra_header(nlh, sizeof(struct nfgenmsg)))
 	    ->nfgen_family = AF_INET;
 	mnl_attr_put_u32(nlh, CTA_ID, htonl(5));
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	assert_non_null(strstr(err.msg, "tuple"));
 	/* a family we do not decode */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->nfgen_family = AF_BRIDGE;
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), -EPROTO);
+	assert_int_equal(parse(p, nlh, &ct, &err), -EPROTO);
 	/* after all that, a good message still parses with the same object */
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 99);
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, &err), 0);
+	assert_int_equal(parse(p, nlh, &ct, &err), 0);
 	assert_int_equal(ct.id, 99);
 	nlg_ct_parser_free(p);
 }
@@ -251,7 +345,7 @@ static void test_filter_and_request(void **state)
 	(void)state;
 	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 1);
 	mnl_attr_put_u32(nlh, CTA_MARK, htonl(0x1f));
-	assert_int_equal(nlg_ct_parse(p, nlh, &ct, NULL), 0);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
 	assert_true(nlg_ct_filter_match(&f, &ct));
 	f.family = AF_INET6;
 	assert_false(nlg_ct_filter_match(&f, &ct));
@@ -421,6 +515,137 @@ static void test_table_resync(void **state)
 	nlg_ct_table_free(t);
 }
 
+/* The decoders agree on messages with the attributes kernels send (the fast
+ * one takes them), and on those it leaves to the reference. */
+static void test_parse_decoders_agree(void **state)
+{
+	struct nlg_ct_parser *p = nlg_ct_parser_new();
+	struct nlmsghdr *nlh;
+	struct nlattr *n;
+	struct nlg_ct ct;
+	unsigned hits;
+
+	(void)state;
+	/* fast: plain UDP, ICMPv6, labels, 32-bit counters, secmark, use */
+	hits = fast_hits;
+	nlh = udp4(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, 1);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	nlh = msg(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, AF_INET6, IPPROTO_ICMPV6, "2001:db8::1",
+		  "2001:db8::2", 7, 0, 2);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	assert_int_equal(ct.icmp_type, 128);
+	assert_int_equal(ct.icmp_id, 7);
+	nlh = udp4(IPCTNL_MSG_CT_DELETE, 0, 3);
+	uint32_t labels[4] = {0x80000001u, 0, 0x10u, 0};
+	mnl_attr_put(nlh, CTA_LABELS, sizeof(labels), labels);
+	n = mnl_attr_nest_start(nlh, CTA_COUNTERS_ORIG);
+	mnl_attr_put_u32(nlh, CTA_COUNTERS32_PACKETS, htonl(4));
+	mnl_attr_put_u32(nlh, CTA_COUNTERS32_BYTES, htonl(400));
+	mnl_attr_nest_end(nlh, n);
+	mnl_attr_put_u32(nlh, CTA_SECMARK, htonl(9));
+	mnl_attr_put_u32(nlh, CTA_USE, htonl(1));
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	assert_true(ct.present & NLG_CT_HAS_LABELS);
+	assert_int_equal(ct.labels[0], 1);
+	assert_int_equal(ct.labels[3], 0x80);
+	assert_int_equal(ct.labels[8], 0x10);
+	assert_int_equal(ct.orig_bytes, 400);
+	assert_int_equal(fast_hits, hits + 3);
+	/* left to the reference: a helper, an attribute it does not model, a
+	 * tuple with ports and ICMP at once */
+	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 4);
+	n = mnl_attr_nest_start(nlh, CTA_HELP);
+	mnl_attr_put_strz(nlh, CTA_HELP_NAME, "ftp");
+	mnl_attr_nest_end(nlh, n);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	assert_string_equal(ct.helper, "ftp");
+	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 5);
+	mnl_attr_put_u32(nlh, CTA_MAX + 5, 0);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	nlh = udp4(IPCTNL_MSG_CT_NEW, 0, 6);
+	assert_int_equal(nlg_ct_decode(nlh, &ct), 0);
+	n = mnl_attr_nest_start(nlh, CTA_TUPLE_MASTER);
+	mnl_attr_nest_end(nlh, n);
+	assert_int_equal(nlg_ct_decode(nlh, &ct), 1);
+	assert_int_equal(parse(p, nlh, &ct, NULL), 0);
+	assert_int_equal(fast_hits, hits + 3);
+	nlg_ct_parser_free(p);
+}
+
+/* Mutated messages: random bytes flipped, lengths cut, attribute types
+ * changed. Whatever the result, the decoders must agree (parse() checks). A
+ * fixed seed keeps the run repeatable. */
+static void test_parse_mutations(void **state)
+{
+	struct nlg_ct_parser *p = nlg_ct_parser_new();
+	static char orig[4096];
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	unsigned hits = fast_hits, misses = fast_misses, bad = fast_bad, ok = 0;
+	struct nlg_ct ct;
+
+	(void)state;
+	for (int i = 0; i < 8000; i++) {
+		struct nlmsghdr *nlh;
+		struct nlattr *n;
+		switch (i % 4) {
+		case 0:
+			nlh = udp4(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, (uint32_t)i);
+			break;
+		case 1:
+			nlh = msg(IPCTNL_MSG_CT_DELETE, 0, AF_INET6, IPPROTO_UDP, "2001:db8::1",
+				  "2001:db8::2", 1000, 2000, (uint32_t)i);
+			n = mnl_attr_nest_start(nlh, CTA_COUNTERS_ORIG);
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(3));
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_BYTES, htobe64(300));
+			mnl_attr_nest_end(nlh, n);
+			n = mnl_attr_nest_start(nlh, CTA_TIMESTAMP);
+			mnl_attr_put_u64(nlh, CTA_TIMESTAMP_START, htobe64(1));
+			mnl_attr_nest_end(nlh, n);
+			break;
+		case 2:
+			nlh = msg(IPCTNL_MSG_CT_NEW, 0, AF_INET, IPPROTO_ICMP, "192.0.2.1",
+				  "192.0.2.2", 9, 0, (uint32_t)i);
+			mnl_attr_put_u16(nlh, CTA_ZONE, htons(2));
+			break;
+		default:
+			nlh = udp4(IPCTNL_MSG_CT_NEW, 0, (uint32_t)i);
+			mnl_attr_put_u32(nlh, CTA_MARK, htonl(7));
+			break;
+		}
+		memcpy(orig, buf, nlh->nlmsg_len);
+		unsigned len = nlh->nlmsg_len, edits = 1 + (unsigned)(x % 3);
+		for (unsigned e = 0; e < edits; e++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			unsigned at = NLMSG_HDRLEN + (unsigned)((x >> 8) % (len - NLMSG_HDRLEN));
+			switch ((x >> 40) % 4) {
+			case 0: /* a random byte */
+				((uint8_t *)nlh)[at] = (uint8_t)(x >> 32);
+				break;
+			case 1: /* a small type: nla_type is the 3rd/4th byte of an attribute */
+				((uint8_t *)nlh)[at] = (uint8_t)((x >> 32) % 20);
+				break;
+			case 2: /* cut the message */
+				nlh->nlmsg_len = at;
+				break;
+			default: /* a bit flipped */
+				((uint8_t *)nlh)[at] ^= (uint8_t)(1u << ((x >> 32) % 8));
+				break;
+			}
+		}
+		if (parse(p, nlh, &ct, NULL) == 0)
+			ok++;
+	}
+	/* the run reached every path, and good as well as bad messages */
+	print_message("mutations: fast %u, reference %u (exited %u), rejected for a length %u, "
+		      "decoded %u\n",
+		      fast_hits - hits, fast_misses - misses, ref_exits, fast_bad - bad, ok);
+	assert_true(fast_hits - hits > 500);
+	assert_true(fast_misses - misses > 500);
+	assert_true(fast_bad - bad > 100);
+	assert_true(ok > 1000 && ok < 7000);
+	nlg_ct_parser_free(p);
+}
+
 /* Reliable DESTROY: flows out of the table whose DESTROY the kernel still
  * holds (the dying list) are not gone unseen: no synthetic DESTROY for them,
  * and the real one, when it comes, is an ordinary DESTROY of a known flow. */
@@ -498,6 +723,8 @@ int main(void)
 	    cmocka_unit_test(test_parse_destroy_acct_tcp6),
 	    cmocka_unit_test(test_parse_icmp),
 	    cmocka_unit_test(test_parse_malformed),
+	    cmocka_unit_test(test_parse_decoders_agree),
+	    cmocka_unit_test(test_parse_mutations),
 	    cmocka_unit_test(test_filter_and_request),
 	    cmocka_unit_test(test_table_events),
 	    cmocka_unit_test(test_table_many),
