@@ -181,6 +181,9 @@ struct nlg_ct_table;
 struct nlg_ct_table *nlg_ct_table_new(void);
 void nlg_ct_table_free(struct nlg_ct_table *t);
 size_t nlg_ct_table_count(const struct nlg_ct_table *t);
+/* Flows known from a dump only: no event has named them yet (with
+ * nf_conntrack_events=2 their end may never be reported). */
+size_t nlg_ct_table_unconfirmed(const struct nlg_ct_table *t);
 int nlg_ct_table_has(const struct nlg_ct_table *t, const struct nlg_ct *ct);
 /* A hint: start loading the index slot of ct's flow (one cache miss in a big
  * table) while other work goes on; call nlg_ct_table_event later. */

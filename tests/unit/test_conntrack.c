@@ -509,8 +509,10 @@ static void test_table_resync(void **state)
 	assert_true(nlg_ct_table_has(t, &d5));
 	assert_true(nlg_ct_table_has(t, &e6));
 	assert_false(nlg_ct_table_has(t, &d2));
+	assert_int_equal(nlg_ct_table_unconfirmed(t), 1); /* 5: from the dump only */
 	/* the NEW event for 5 arrives late: it was already emitted by resync */
 	assert_int_equal(nlg_ct_table_event(t, &d5, &orphan), 1);
+	assert_int_equal(nlg_ct_table_unconfirmed(t), 0);
 	assert_int_equal(nlg_ct_table_event(t, &d5, &orphan), 0);
 	nlg_ct_table_free(t);
 }
