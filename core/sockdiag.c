@@ -1,6 +1,7 @@
 /* inet_diag socket dumps: requests (families × protocols, a port filter as
- * inet_diag bytecode), reply decoding into struct nlg_sock, and the poll that
- * walks the requests over the nl.c dump runner. */
+ * inet_diag bytecode; TCP over both families as one legacy TCPDIAG_GETSOCK
+ * dump), reply decoding into struct nlg_sock, and the poll that walks the
+ * requests over the nl.c dump runner. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,13 +383,21 @@ bad:
 
 /* One request of a poll; a poll walks this table in order. */
 struct sd_job {
-	uint8_t family;
+	uint8_t family; /* AF_UNSPEC: the compat request, both families */
 	uint8_t fam_bit, proto_bit, rec_proto;
 	int ipproto;
 	const char *what; /* the kernel module that answers, for "the kernel lacks ..." */
 };
 
+/* TCP over both families is asked first as one TCPDIAG_GETSOCK (v1, "compat")
+ * dump: the kernel then walks its TCP hash tables once for AF_UNSPEC instead
+ * of once per family (100k sockets: ~128 ms against ~160 ms for the two v2
+ * dumps). The two v2 TCP requests below it stand in when the poll wants one
+ * family only, or for good once the kernel refused the compat request. UDP
+ * and MPTCP have no compat request. */
 static const struct sd_job sd_jobs[] = {
+    {AF_UNSPEC, NLG_SD_INET | NLG_SD_INET6, NLG_SD_TCP, NLG_SOCK_TCP, IPPROTO_TCP,
+     "tcp_diag (inet+inet6)"},
     {AF_INET, NLG_SD_INET, NLG_SD_TCP, NLG_SOCK_TCP, IPPROTO_TCP, "tcp_diag (inet)"},
     {AF_INET6, NLG_SD_INET6, NLG_SD_TCP, NLG_SOCK_TCP, IPPROTO_TCP, "tcp_diag (inet6)"},
     {AF_INET, NLG_SD_INET, NLG_SD_UDP, NLG_SOCK_UDP, IPPROTO_UDP, "udp_diag (inet)"},
@@ -411,6 +420,8 @@ struct nlg_sockdiag {
 	unsigned int tries; /* DUMP_INTR retries of that request */
 	uint32_t missing;   /* NLG_SD_* protocols the kernel turned down this poll */
 	int stopped;	    /* the consumer said NLG_CB_STOP: drain, send no more */
+	int no_compat;	    /* the kernel refused TCPDIAG_GETSOCK: v2 requests from now on */
+	uint64_t job_recs;  /* records the request in flight delivered (this attempt) */
 	nlg_sock_fn *fn;
 	void *data;
 
@@ -494,13 +505,39 @@ static size_t sd_bytecode(struct inet_diag_bc_op *op, uint16_t sport, uint16_t d
 	return n * sizeof(*op);
 }
 
-static struct nlmsghdr *sd_build(struct nlg_sockdiag *sd, const struct sd_job *j)
+/* The legacy request: struct inet_diag_req (v1) after the header, the
+ * protocol implied by the message type, the family ignored for dumps (the
+ * kernel's inet_diag_dump_compat asks for AF_UNSPEC). Attributes start after
+ * the v1 header, and the kernel audits and runs the bytecode as for v2. */
+static struct nlmsghdr *sd_build_compat(struct nlg_sockdiag *sd)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(sd->msg.buf);
+	struct inet_diag_req *r;
+	struct inet_diag_bc_op bc[4];
+	size_t bclen;
+
+	nlh->nlmsg_type = TCPDIAG_GETSOCK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	r = mnl_nlmsg_put_extra_header(nlh, sizeof(*r));
+	r->idiag_family = AF_UNSPEC;
+	r->idiag_states = sd->req.states ? sd->req.states : SD_ST_ALL;
+	r->idiag_ext = sd->req.ext;
+	bclen = sd_bytecode(bc, sd->req.sport, sd->req.dport);
+	if (bclen)
+		mnl_attr_put(nlh, INET_DIAG_REQ_BYTECODE, bclen, bc);
+	return nlh;
+}
+
+static struct nlmsghdr *sd_build(struct nlg_sockdiag *sd, const struct sd_job *j)
+{
+	struct nlmsghdr *nlh;
 	struct inet_diag_req_v2 *r;
 	struct inet_diag_bc_op bc[4];
 	size_t bclen;
 
+	if (j->family == AF_UNSPEC)
+		return sd_build_compat(sd);
+	nlh = mnl_nlmsg_put_header(sd->msg.buf);
 	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	r = mnl_nlmsg_put_extra_header(nlh, sizeof(*r));
@@ -519,8 +556,19 @@ static struct nlmsghdr *sd_build(struct nlg_sockdiag *sd, const struct sd_job *j
 	return nlh;
 }
 
+/* Does this poll send TCP as the one compat dump? */
+static int sd_compat(const struct nlg_sockdiag *sd)
+{
+	return !sd->no_compat && (sd->req.protos & NLG_SD_TCP) &&
+	       (sd->req.families & (NLG_SD_INET | NLG_SD_INET6)) == (NLG_SD_INET | NLG_SD_INET6);
+}
+
 static int sd_wanted(const struct nlg_sockdiag *sd, const struct sd_job *j)
 {
+	if (j->family == AF_UNSPEC)
+		return sd_compat(sd);
+	if (j->proto_bit == NLG_SD_TCP && sd_compat(sd))
+		return 0; /* the compat dump has them */
 	return (sd->req.families & j->fam_bit) && (sd->req.protos & j->proto_bit);
 }
 
@@ -535,6 +583,27 @@ static int sd_may_skip(const struct nlg_sockdiag *sd, int rc)
 	return sd_lacks(rc) && (sd->req.protos & (sd->req.protos - 1));
 }
 
+/* The kernel turned the compat request down (an old or stripped kernel:
+ * EINVAL for an unknown type, EOPNOTSUPP/ENOENT without the compat hook):
+ * the v2 requests take over for the rest of the source's life, and records
+ * the attempt already delivered will come again from them. Returns 1 if rc
+ * was such a refusal. */
+static int sd_fall_back(struct nlg_sockdiag *sd, int rc)
+{
+	const struct sd_job *j = &sd_jobs[sd->job];
+
+	if (j->family != AF_UNSPEC || (rc != -EINVAL && !sd_lacks(rc)))
+		return 0;
+	sd->no_compat = 1;
+	sd->stats.fallbacks++;
+	if (sd->job_recs && sd->restart) {
+		sd->restart(AF_INET, j->rec_proto, sd->data);
+		sd->restart(AF_INET6, j->rec_proto, sd->data);
+	}
+	sd->job_recs = 0;
+	return 1;
+}
+
 static int sd_on_msg(const struct nlmsghdr *nlh, void *data)
 {
 	struct nlg_sockdiag *sd = data;
@@ -547,6 +616,7 @@ static int sd_on_msg(const struct nlmsghdr *nlh, void *data)
 		return NLG_CB_OK;
 	}
 	sd->stats.records++;
+	sd->job_recs++;
 	rc = sd->fn ? sd->fn(&sd->rec, sd->data) : NLG_CB_OK;
 	if (rc == NLG_CB_STOP) {
 		sd->stopped = 1;
@@ -560,8 +630,15 @@ static void sd_on_restart(void *data)
 	struct nlg_sockdiag *sd = data;
 	const struct sd_job *j = &sd_jobs[sd->job];
 
-	if (sd->restart)
+	sd->job_recs = 0;
+	if (!sd->restart)
+		return;
+	if (j->family == AF_UNSPEC) { /* the compat dump re-sends both families */
+		sd->restart(AF_INET, j->rec_proto, sd->data);
+		sd->restart(AF_INET6, j->rec_proto, sd->data);
+	} else {
 		sd->restart(j->family, j->rec_proto, sd->data);
+	}
 }
 
 static int sd_check_req(const struct nlg_sockdiag_req *req, struct nlg_sockdiag_req *out,
@@ -595,6 +672,7 @@ static int sd_send_from(struct nlg_sockdiag *sd, unsigned int job, struct nlg_er
 		}
 		sd->job = job;
 		sd->tries = 0;
+		sd->job_recs = 0;
 		rc = nlg_nl_dump_start(sd->nl, sd_build(sd, j), j->what, err);
 		sd->inflight = rc >= 0;
 		return rc < 0 ? rc : 1;
@@ -660,6 +738,8 @@ int nlg_sockdiag_step(struct nlg_sockdiag *sd, nlg_sock_fn *fn, void *data, stru
 				rc = nlg_err_set(&e, EINTR,
 						 "%s: dump kept being interrupted (%u attempts)",
 						 sd_jobs[sd->job].what, sd->tries + 1);
+			if (rc < 0 && sd_fall_back(sd, rc))
+				rc = 0; /* the v2 TCP requests come next */
 			if (rc < 0 && sd_may_skip(sd, rc)) {
 				sd->stats.skipped++;
 				sd->missing |= sd_jobs[sd->job].proto_bit;
@@ -707,8 +787,11 @@ int nlg_sockdiag_poll(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *re
 			continue;
 		}
 		sd->job = job;
+		sd->job_recs = 0;
 		rc = nlg_nl_dump_run(sd->nl, sd_build(sd, j), j->what, sd_on_msg, sd, sd_on_restart,
 				     &e);
+		if (rc < 0 && sd_fall_back(sd, rc))
+			rc = 0; /* the v2 TCP requests come next in this loop */
 		if (rc < 0 && sd_may_skip(sd, rc)) {
 			sd->stats.skipped++;
 			sd->missing |= j->proto_bit;

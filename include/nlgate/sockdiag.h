@@ -1,6 +1,7 @@
 /* inet_diag socket dumps over NETLINK_SOCK_DIAG → struct nlg_sock records.
- * One poll is a sequence of dump requests (each family × protocol asked for),
- * run by the nl.c dump runner, non-blocking and driven by readiness. */
+ * One poll is a sequence of dump requests (each family × protocol asked for;
+ * TCP on both families as one legacy TCPDIAG_GETSOCK dump where the kernel
+ * takes it), run by the nl.c dump runner, non-blocking and driven by readiness. */
 #ifndef NLGATE_SOCKDIAG_H
 #define NLGATE_SOCKDIAG_H
 
@@ -37,7 +38,8 @@ int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err);
 /* The ss name of a kernel state ("ESTAB", "LISTEN", "UNCONN", ...). */
 const char *nlg_sockdiag_state_name(unsigned int state);
 
-/* Decode one SOCK_DIAG_BY_FAMILY reply into out (fully overwritten on success).
+/* Decode one SOCK_DIAG_BY_FAMILY (or TCPDIAG_GETSOCK: the same payload) reply
+ * into out (fully overwritten on success).
  * ipproto is the IPPROTO_* the request asked for (the reply does not say).
  * Returns 0, or -EPROTO if the message or an attribute is malformed: shorter
  * than struct inet_diag_msg, an attribute running past the message, or a
@@ -53,6 +55,8 @@ struct nlg_sockdiag_stats {
 	uint64_t malformed;/* replies that failed to decode, skipped */
 	uint64_t failed;   /* polls that ended in an error */
 	uint64_t skipped;  /* requests skipped because the kernel lacks the protocol */
+	uint64_t fallbacks;/* the kernel refused the TCPDIAG_GETSOCK dump (TCP, both
+	                      families): two v2 requests from then on; 0 or 1 */
 };
 
 struct nlg_sockdiag; /* opaque source */
@@ -60,8 +64,11 @@ struct nlg_sockdiag; /* opaque source */
 typedef int nlg_sock_fn(const struct nlg_sock *rec, void *data); /* NLG_CB_* */
 /* Called before a request interrupted by NLM_F_DUMP_INTR is sent again: the
  * records it already delivered in this poll (those of this family and proto,
- * NLG_SOCK_TCP/UDP/MPTCP) will come again. A consumer that keeps records
- * drops them here; a per-record consumer without it may see them twice. */
+ * NLG_SOCK_TCP/UDP/MPTCP) will come again. A request that covered both
+ * families (TCP) calls it once for AF_INET and once for AF_INET6; so does
+ * the switch to v2 requests when the kernel refused that request after it
+ * delivered records. A consumer that keeps records drops them here; a
+ * per-record consumer without it may see them twice. */
 typedef void nlg_sock_restart_fn(uint8_t family, uint8_t proto, void *data);
 
 /* netns: NULL or a name under /run/netns. */

@@ -1,6 +1,7 @@
 /* sockdiag: the decoder on crafted replies, the state/info parsers, request
- * building and the poll state machine through the nl replay seam, recorded
- * fixtures, and live dumps of sockets this process opens on 127.0.0.1. */
+ * building (v2 and the TCPDIAG_GETSOCK compat dump, its fallback) and the
+ * poll state machine through the nl replay seam, recorded fixtures, and live
+ * dumps of sockets this process opens on 127.0.0.1 and ::1. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -543,10 +544,22 @@ static void test_state_names(void **state)
 
 /* ---- requests and the poll, through the nl replay seam ------------------- */
 
-enum { R_RECORDS, R_ENOENT, R_INTR_ONCE, R_INTR_ALWAYS, R_MALFORMED_FIRST };
+enum {
+	R_RECORDS,
+	R_ENOENT,	  /* NLMSG_ERROR -ENOENT, as to a missing protocol */
+	R_EINVAL,	  /* NLMSG_ERROR -EINVAL, as an unknown message type gets */
+	R_EOPNOTSUPP,	  /* NLMSG_ERROR -EOPNOTSUPP: no compat hook registered */
+	R_RECORDS_ENOENT, /* records, then NLMSG_DONE carrying -ENOENT */
+	R_INTR_ONCE,
+	R_INTR_ALWAYS,
+	R_MALFORMED_FIRST,
+};
+
+/* fake job indices: v2 requests 0..5 as (proto, family), the compat one 6 */
+#define J_COMPAT 6
 
 struct fake {
-	int mode[6];   /* per job index: how the "kernel" answers */
+	int mode[7];   /* per job index: how the "kernel" answers */
 	int records;   /* records per dump */
 	int intr_done; /* R_INTR_ONCE: interrupted once already */
 	uint8_t sent[16][512];
@@ -562,6 +575,9 @@ static int job_of(const struct nlmsghdr *req)
 	struct nlattr *a;
 	int proto = r->sdiag_protocol;
 
+	if (req->nlmsg_type == TCPDIAG_GETSOCK)
+		return J_COMPAT;
+	assert_int_equal(req->nlmsg_type, SOCK_DIAG_BY_FAMILY);
 	mnl_attr_for_each(a, req, sizeof(*r))
 	{
 		if (mnl_attr_get_type(a) == INET_DIAG_REQ_PROTOCOL)
@@ -595,12 +611,12 @@ static int fake_send(void *ctx, const struct nlmsghdr *req)
 
 	assert_true(f->nsent < 16 && req->nlmsg_len <= sizeof(f->sent[0]));
 	memcpy(f->sent[f->nsent++], req, req->nlmsg_len);
-	if (mode == R_ENOENT) {
+	if (mode == R_ENOENT || mode == R_EINVAL || mode == R_EOPNOTSUPP) {
 		struct nlmsgerr *e;
 
 		nlh = q_put(f, &off, req->nlmsg_seq, req->nlmsg_pid, NLMSG_ERROR, 0);
 		e = mnl_nlmsg_put_extra_header(nlh, sizeof(*e));
-		e->error = -ENOENT;
+		e->error = mode == R_ENOENT ? -ENOENT : mode == R_EINVAL ? -EINVAL : -EOPNOTSUPP;
 		e->msg = *req;
 		off += nlh->nlmsg_len;
 		goto queued;
@@ -613,10 +629,15 @@ static int fake_send(void *ctx, const struct nlmsghdr *req)
 		const struct inet_diag_req_v2 *r = mnl_nlmsg_get_payload(req);
 		struct inet_diag_msg *m;
 
-		nlh = q_put(f, &off, req->nlmsg_seq, req->nlmsg_pid, SOCK_DIAG_BY_FAMILY,
+		/* as the kernel does, a reply carries the request's type; the
+		 * compat dump's records come in both families, mixed */
+		nlh = q_put(f, &off, req->nlmsg_seq, req->nlmsg_pid, req->nlmsg_type,
 			    NLM_F_MULTI | intr);
 		m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
-		m->idiag_family = r->sdiag_family;
+		if (job == J_COMPAT)
+			m->idiag_family = i % 2 ? AF_INET6 : AF_INET;
+		else
+			m->idiag_family = r->sdiag_family;
 		m->idiag_state = 1;
 		m->id.idiag_sport = htons((uint16_t)(1000 + i));
 		m->idiag_inode = (uint32_t)(job * 100 + i);
@@ -625,7 +646,8 @@ static int fake_send(void *ctx, const struct nlmsghdr *req)
 		off += NLMSG_ALIGN(nlh->nlmsg_len);
 	}
 	nlh = q_put(f, &off, req->nlmsg_seq, req->nlmsg_pid, NLMSG_DONE, NLM_F_MULTI | intr);
-	*(int *)mnl_nlmsg_put_extra_header(nlh, sizeof(int)) = 0;
+	*(int *)mnl_nlmsg_put_extra_header(nlh, sizeof(int)) =
+	    mode == R_RECORDS_ENOENT ? -ENOENT : 0;
 	off += nlh->nlmsg_len;
 queued:
 	f->qlen[f->qtail] = off;
@@ -655,6 +677,8 @@ struct seen {
 	int error_after; /* return NLG_CB_ERROR at this record */
 	unsigned int restarts;
 	uint8_t restart_family, restart_proto;
+	unsigned int restart_fams;  /* 1: AF_INET seen, 2: AF_INET6 seen */
+	unsigned int restart_at[8]; /* records seen when each restart came */
 };
 
 static int on_rec(const struct nlg_sock *s, void *data)
@@ -678,9 +702,12 @@ static void on_restart(uint8_t family, uint8_t proto, void *data)
 {
 	struct seen *sn = data;
 
+	if (sn->restarts < 8)
+		sn->restart_at[sn->restarts] = sn->n;
 	sn->restarts++;
 	sn->restart_family = family;
 	sn->restart_proto = proto;
+	sn->restart_fams |= family == AF_INET ? 1u : family == AF_INET6 ? 2u : 4u;
 }
 
 struct fixture {
@@ -748,61 +775,114 @@ static const struct inet_diag_req_v2 *sent_req(struct fake *f, unsigned int i)
 	return mnl_nlmsg_get_payload((struct nlmsghdr *)f->sent[i]);
 }
 
+/* The v2 request i (a fake job index 0..5) as check_v2_req expects it. */
+static const struct {
+	uint8_t family;
+	int proto;
+} v2_jobs[] = {
+    {AF_INET, IPPROTO_TCP},  {AF_INET6, IPPROTO_TCP},  {AF_INET, IPPROTO_UDP},
+    {AF_INET6, IPPROTO_UDP}, {AF_INET, IPPROTO_MPTCP}, {AF_INET6, IPPROTO_MPTCP},
+};
+
+static void check_v2_req(const struct nlmsghdr *nlh, int job, uint8_t asked_ext)
+{
+	const struct inet_diag_req_v2 *r = mnl_nlmsg_get_payload(nlh);
+	uint8_t ext = asked_ext;
+	int has_proto_attr = 0;
+	struct nlattr *a;
+
+	assert_int_equal(nlh->nlmsg_type, SOCK_DIAG_BY_FAMILY);
+	assert_true(nlh->nlmsg_flags & NLM_F_DUMP);
+	assert_true(nlh->nlmsg_flags & NLM_F_REQUEST);
+	assert_int_equal(r->sdiag_family, v2_jobs[job].family);
+	assert_int_equal(job_of(nlh), job);
+	assert_int_equal(r->idiag_states, 0xffe); /* 0 in the request means all */
+	if (v2_jobs[job].proto == IPPROTO_UDP)
+		ext &= (uint8_t) ~(EXT(INET_DIAG_INFO) | EXT(INET_DIAG_CONG) |
+				   EXT(INET_DIAG_VEGASINFO));
+	assert_int_equal(r->idiag_ext, ext);
+	mnl_attr_for_each(a, nlh, sizeof(*r))
+	{
+		assert_int_not_equal(mnl_attr_get_type(a), INET_DIAG_REQ_BYTECODE);
+		if (mnl_attr_get_type(a) == INET_DIAG_REQ_PROTOCOL)
+			has_proto_attr = 1;
+	}
+	assert_int_equal(has_proto_attr, v2_jobs[job].proto == IPPROTO_MPTCP);
+	if (v2_jobs[job].proto == IPPROTO_MPTCP)
+		assert_int_equal(r->sdiag_protocol, IPPROTO_TCP);
+}
+
+/* The compat request, byte for byte where it matters: type 18, a struct
+ * inet_diag_req (v1) payload, attributes (if any) right after it. */
+static void check_compat_req(const struct nlmsghdr *nlh, uint8_t ext, uint32_t states, int has_bc)
+{
+	const struct inet_diag_req *r = mnl_nlmsg_get_payload(nlh);
+	struct inet_diag_sockid zero_id;
+	struct nlattr *a;
+	int bc = 0;
+
+	memset(&zero_id, 0, sizeof(zero_id));
+	assert_int_equal(nlh->nlmsg_type, TCPDIAG_GETSOCK);
+	assert_int_equal(nlh->nlmsg_type, 18);
+	assert_int_equal(nlh->nlmsg_flags, NLM_F_REQUEST | NLM_F_DUMP);
+	assert_true(nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(*r));
+	assert_int_equal(r->idiag_family, AF_UNSPEC);
+	assert_int_equal(r->idiag_src_len, 0);
+	assert_int_equal(r->idiag_dst_len, 0);
+	assert_int_equal(r->idiag_ext, ext);
+	assert_memory_equal(&r->id, &zero_id, sizeof(zero_id));
+	assert_int_equal(r->idiag_states, states);
+	assert_int_equal(r->idiag_dbs, 0);
+	mnl_attr_for_each(a, nlh, sizeof(*r))
+	{
+		/* the compat request has no INET_DIAG_REQ_PROTOCOL: TCP is its type */
+		assert_int_equal(mnl_attr_get_type(a), INET_DIAG_REQ_BYTECODE);
+		bc++;
+	}
+	assert_int_equal(bc, has_bc);
+	if (!has_bc)
+		assert_int_equal(nlh->nlmsg_len, NLMSG_HDRLEN + sizeof(*r));
+}
+
+/* Everything asked: TCP as one compat dump (records of both families, the
+ * replies typed TCPDIAG_GETSOCK), then UDP and MPTCP per family over v2. */
 static void check_order_and_fields(void **state, runner_fn *run)
 {
 	struct fixture *fx = *state;
 	struct nlg_sockdiag_req req = {.ext = 0xff & ~EXT(INET_DIAG_SHUTDOWN)};
 	struct seen sn = {0};
 	struct nlg_err err = {{0}};
-	static const struct {
-		uint8_t family;
-		int proto;
-	} want[] = {
-	    {AF_INET, IPPROTO_TCP},  {AF_INET6, IPPROTO_TCP},  {AF_INET, IPPROTO_UDP},
-	    {AF_INET6, IPPROTO_UDP}, {AF_INET, IPPROTO_MPTCP}, {AF_INET6, IPPROTO_MPTCP},
-	};
+	static const int want_job[] = {J_COMPAT, 2, 3, 4, 5};
 
 	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
-	assert_int_equal(fx->f->nsent, 6);
-	for (unsigned int i = 0; i < 6; i++) {
-		const struct nlmsghdr *nlh = (const struct nlmsghdr *)fx->f->sent[i];
-		const struct inet_diag_req_v2 *r = sent_req(fx->f, i);
-		uint8_t ext = req.ext;
-		int has_proto_attr = 0;
-		struct nlattr *a;
-
-		assert_int_equal(nlh->nlmsg_type, SOCK_DIAG_BY_FAMILY);
-		assert_true(nlh->nlmsg_flags & NLM_F_DUMP);
-		assert_true(nlh->nlmsg_flags & NLM_F_REQUEST);
-		assert_int_equal(r->sdiag_family, want[i].family);
-		assert_int_equal(job_of(nlh), (int)i);
-		assert_int_equal(r->idiag_states, 0xffe); /* 0 in the request means all */
-		if (want[i].proto == IPPROTO_UDP)
-			ext &= (uint8_t) ~(EXT(INET_DIAG_INFO) | EXT(INET_DIAG_CONG) |
-					   EXT(INET_DIAG_VEGASINFO));
-		assert_int_equal(r->idiag_ext, ext);
-		mnl_attr_for_each(a, nlh, sizeof(*r))
-		{
-			assert_int_not_equal(mnl_attr_get_type(a), INET_DIAG_REQ_BYTECODE);
-			if (mnl_attr_get_type(a) == INET_DIAG_REQ_PROTOCOL)
-				has_proto_attr = 1;
-		}
-		assert_int_equal(has_proto_attr, want[i].proto == IPPROTO_MPTCP);
-		if (want[i].proto == IPPROTO_MPTCP)
-			assert_int_equal(r->sdiag_protocol, IPPROTO_TCP);
-	}
+	assert_int_equal(fx->f->nsent, 5);
+	check_compat_req((const struct nlmsghdr *)fx->f->sent[0], req.ext, 0xffe, 0);
+	for (unsigned int i = 1; i < 5; i++)
+		check_v2_req((const struct nlmsghdr *)fx->f->sent[i], want_job[i], req.ext);
 	/* two records per dump, in request order, each with the request's proto */
-	assert_int_equal(sn.n, 12);
-	for (unsigned int i = 0; i < 12; i++) {
-		assert_int_equal(sn.inode[i], (i / 2) * 100 + i % 2);
-		assert_int_equal(sn.family[i], want[i / 2].family);
-		assert_int_equal(sn.proto[i], i < 4   ? NLG_SOCK_TCP
-					      : i < 8 ? NLG_SOCK_UDP
+	assert_int_equal(sn.n, 10);
+	for (unsigned int i = 0; i < 10; i++) {
+		int job = want_job[i / 2];
+
+		assert_int_equal(sn.inode[i], job * 100 + i % 2);
+		assert_int_equal(sn.family[i], job == J_COMPAT ? (i % 2 ? AF_INET6 : AF_INET)
+							       : v2_jobs[job].family);
+		assert_int_equal(sn.proto[i], i < 2   ? NLG_SOCK_TCP
+					      : i < 6 ? NLG_SOCK_UDP
 						      : NLG_SOCK_MPTCP);
 	}
-	assert_int_equal(nlg_sockdiag_stats(fx->sd)->records, 12);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->records, 10);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->malformed, 0);
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->polls, 1);
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->failed, 0);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 0);
+
+	/* the next poll asks the same way */
+	sn = (struct seen){0};
+	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 10);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[5]), J_COMPAT);
+	assert_int_equal(sn.n, 10);
 }
 
 static void test_poll_order(void **state)
@@ -813,6 +893,137 @@ static void test_poll_order(void **state)
 static void test_step_order(void **state)
 {
 	check_order_and_fields(state, run_steps);
+}
+
+/* A kernel that refuses the compat request (each way it can): no error, the
+ * poll goes on with the six v2 requests, counted once; later polls send v2
+ * only, for the life of the source. */
+static void check_fallback(void **state, runner_fn *run, int refusal)
+{
+	struct fixture *fx = *state;
+	struct nlg_sockdiag_req req = {.ext = EXT(INET_DIAG_INFO)};
+	struct seen sn = {0};
+	struct nlg_err err = {{0}};
+
+	fx->f->mode[J_COMPAT] = refusal;
+	if (run(fx->sd, &req, &sn, &err) != 0)
+		fail_msg("refusal %d: %s", refusal, err.msg);
+	assert_int_equal(fx->f->nsent, 7);
+	check_compat_req((const struct nlmsghdr *)fx->f->sent[0], req.ext, 0xffe, 0);
+	for (unsigned int i = 1; i < 7; i++)
+		check_v2_req((const struct nlmsghdr *)fx->f->sent[i], (int)i - 1, req.ext);
+	assert_int_equal(sn.n, 12);
+	for (unsigned int i = 0; i < 12; i++) {
+		assert_int_equal(sn.inode[i], (i / 2) * 100 + i % 2);
+		assert_int_equal(sn.family[i], v2_jobs[i / 2].family);
+	}
+	assert_int_equal(sn.restarts, 0); /* refused before any record */
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 1);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->skipped, 0);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->polls, 1);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->failed, 0);
+
+	/* the source remembers: no compat request again */
+	sn = (struct seen){0};
+	req.protos = NLG_SD_TCP;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 9);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[7]), 0);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[8]), 1);
+	assert_int_equal(sn.n, 4);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 1);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->polls, 2);
+}
+
+static void test_poll_fallback_einval(void **state)
+{
+	check_fallback(state, run_poll, R_EINVAL);
+}
+
+static void test_step_fallback_einval(void **state)
+{
+	check_fallback(state, run_steps, R_EINVAL);
+}
+
+static void test_poll_fallback_eopnotsupp(void **state)
+{
+	check_fallback(state, run_poll, R_EOPNOTSUPP);
+}
+
+static void test_step_fallback_enoent(void **state)
+{
+	check_fallback(state, run_steps, R_ENOENT);
+}
+
+/* Refused after records came (a NLMSG_DONE carrying the error): they will
+ * come again from the v2 requests, so the consumer hears a restart for each
+ * family first. */
+static void check_fallback_after_records(void **state, runner_fn *run)
+{
+	struct fixture *fx = *state;
+	struct nlg_sockdiag_req req = {.protos = NLG_SD_TCP};
+	struct seen sn = {0};
+	struct nlg_err err = {{0}};
+
+	fx->f->mode[J_COMPAT] = R_RECORDS_ENOENT;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 3);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[1]), 0);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[2]), 1);
+	assert_int_equal(sn.n, 6);
+	assert_int_equal(sn.restarts, 2);
+	assert_int_equal(sn.restart_fams, 3);
+	assert_int_equal(sn.restart_at[0], 2); /* after the compat records, before v2's */
+	assert_int_equal(sn.restart_at[1], 2);
+	assert_int_equal(sn.restart_proto, NLG_SOCK_TCP);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 1);
+}
+
+static void test_poll_fallback_after_records(void **state)
+{
+	check_fallback_after_records(state, run_poll);
+}
+
+static void test_step_fallback_after_records(void **state)
+{
+	check_fallback_after_records(state, run_steps);
+}
+
+/* No tcp_diag at all: the compat refusal falls back, the v2 refusal is the
+ * usual "kernel lacks" skip when other protocols were asked, and an error
+ * naming tcp_diag when TCP was the only one. */
+static void check_fallback_no_tcp(void **state, runner_fn *run)
+{
+	struct fixture *fx = *state;
+	struct nlg_sockdiag_req req = {.protos = NLG_SD_TCP | NLG_SD_UDP};
+	struct seen sn = {0};
+	struct nlg_err err = {{0}};
+
+	fx->f->mode[J_COMPAT] = fx->f->mode[0] = fx->f->mode[1] = R_ENOENT;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
+	/* compat, tcp inet (refused), udp inet, udp inet6 */
+	assert_int_equal(fx->f->nsent, 4);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[1]), 0);
+	assert_int_equal(job_of((const struct nlmsghdr *)fx->f->sent[2]), 2);
+	assert_int_equal(sn.n, 4);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 1);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->skipped, 2);
+
+	req.protos = NLG_SD_TCP;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "tcp_diag (inet)"));
+	assert_int_equal(fx->f->nsent, 5);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 1);
+}
+
+static void test_poll_fallback_no_tcp(void **state)
+{
+	check_fallback_no_tcp(state, run_poll);
+}
+
+static void test_step_fallback_no_tcp(void **state)
+{
+	check_fallback_no_tcp(state, run_steps);
 }
 
 static void test_subset_and_states(void **state)
@@ -867,8 +1078,11 @@ static const struct nlattr *find_bc(struct fake *f, unsigned int i)
 {
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)f->sent[i];
 	struct nlattr *a;
+	/* attributes follow the request header, v1 (compat) or v2 */
+	size_t hdr = nlh->nlmsg_type == TCPDIAG_GETSOCK ? sizeof(struct inet_diag_req)
+							: sizeof(struct inet_diag_req_v2);
 
-	mnl_attr_for_each(a, nlh, sizeof(struct inet_diag_req_v2))
+	mnl_attr_for_each(a, nlh, hdr)
 	{
 		if (mnl_attr_get_type(a) == INET_DIAG_REQ_BYTECODE)
 			return a;
@@ -908,6 +1122,32 @@ static void test_port_bytecode(void **state)
 	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 22, 442));
 	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 23, 443));
 	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 443, 22));
+
+	/* both families: the compat request carries the same bytecode after
+	 * its v1 header, the states and ext beside it */
+	req.families = 0;
+	req.states = (1u << 1) | (1u << 10);
+	req.ext = EXT(INET_DIAG_INFO) | EXT(INET_DIAG_CONG);
+	req.sport = 0;
+	req.dport = 8443;
+	assert_int_equal(nlg_sockdiag_poll(fx->sd, &req, on_rec, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 4);
+	check_compat_req((const struct nlmsghdr *)fx->f->sent[3], req.ext, req.states, 1);
+	a = find_bc(fx->f, 3);
+	assert_non_null(a);
+	assert_int_equal(mnl_attr_get_payload_len(a), 2 * sizeof(struct inet_diag_bc_op));
+	assert_true(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 5, 8443));
+	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 8443, 5));
+
+	req.sport = 22;
+	assert_int_equal(run_steps(fx->sd, &req, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 5);
+	check_compat_req((const struct nlmsghdr *)fx->f->sent[4], req.ext, req.states, 1);
+	a = find_bc(fx->f, 4);
+	assert_non_null(a);
+	assert_true(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 22, 8443));
+	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 22, 443));
+	assert_false(bc_run(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), 21, 8443));
 }
 
 static void check_skip_missing(void **state, runner_fn *run)
@@ -919,18 +1159,20 @@ static void check_skip_missing(void **state, runner_fn *run)
 
 	fx->f->mode[4] = fx->f->mode[5] = R_ENOENT;
 	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
-	/* inet mptcp refused; inet6 mptcp not even asked */
-	assert_int_equal(fx->f->nsent, 5);
+	/* tcp (one compat dump), udp ×2, inet mptcp refused; inet6 mptcp not even asked */
+	assert_int_equal(fx->f->nsent, 4);
+	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[3]), 4);
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->skipped, 2);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 0);
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->polls, 1);
-	assert_int_equal(sn.n, 8);
+	assert_int_equal(sn.n, 6);
 
 	/* asked for alone, a missing protocol is an error with the message */
 	req.protos = NLG_SD_MPTCP;
 	assert_int_equal(run(fx->sd, &req, &sn, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "mptcp_diag"));
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->failed, 1);
-	assert_int_equal(fx->f->nsent, 6);
+	assert_int_equal(fx->f->nsent, 5);
 }
 
 static void test_poll_skip_missing(void **state)
@@ -950,14 +1192,35 @@ static void check_intr_retry(void **state, runner_fn *run)
 	struct seen sn = {0};
 	struct nlg_err err = {{0}};
 
-	fx->f->mode[1] = R_INTR_ONCE;
+	/* both families: the one compat dump is interrupted and sent again, and
+	 * its records of both families come again */
+	fx->f->mode[J_COMPAT] = R_INTR_ONCE;
 	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
-	assert_int_equal(fx->f->nsent, 3); /* inet, inet6 interrupted, inet6 again */
+	assert_int_equal(fx->f->nsent, 2);
+	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[0]), J_COMPAT);
+	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[1]), J_COMPAT);
+	assert_int_equal(sn.restarts, 2);
+	assert_int_equal(sn.restart_fams, 3); /* AF_INET and AF_INET6 */
+	assert_int_equal(sn.restart_at[0], 2);
+	assert_int_equal(sn.restart_at[1], 2);
+	assert_int_equal(sn.restart_proto, NLG_SOCK_TCP);
+	assert_int_equal(sn.n, 4); /* the interrupted attempt's 2 records came too */
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 0);
+
+	/* one family: a v2 request, restarted for its family alone */
+	sn = (struct seen){0};
+	fx->f->intr_done = 0;
+	fx->f->mode[1] = R_INTR_ONCE;
+	req.families = NLG_SD_INET6;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), 0);
+	assert_int_equal(fx->f->nsent, 4); /* inet6 interrupted, inet6 again */
 	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[2]), 1);
+	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[3]), 1);
 	assert_int_equal(sn.restarts, 1);
+	assert_int_equal(sn.restart_fams, 2);
 	assert_int_equal(sn.restart_family, AF_INET6);
 	assert_int_equal(sn.restart_proto, NLG_SOCK_TCP);
-	assert_int_equal(sn.n, 6); /* the interrupted attempt's 2 records came too */
+	assert_int_equal(sn.n, 4);
 }
 
 /* A dump that never settles fails after NLG_NL_INTR_RETRIES retries. */
@@ -974,6 +1237,19 @@ static void check_intr_give_up(void **state, runner_fn *run)
 	assert_int_equal(sn.restarts, NLG_NL_INTR_RETRIES);
 	assert_non_null(strstr(err.msg, "interrupted"));
 	assert_int_equal(nlg_sockdiag_stats(fx->sd)->failed, 1);
+
+	/* the compat dump: the same bound, two restarts per retry, and an
+	 * interrupted dump is not a refusal to fall back from */
+	sn = (struct seen){0};
+	req.protos = NLG_SD_TCP;
+	fx->f->mode[J_COMPAT] = R_INTR_ALWAYS;
+	assert_int_equal(run(fx->sd, &req, &sn, &err), -EINTR);
+	assert_int_equal(fx->f->nsent, 2 * (NLG_NL_INTR_RETRIES + 1));
+	assert_int_equal(job_of((struct nlmsghdr *)fx->f->sent[fx->f->nsent - 1]), J_COMPAT);
+	assert_int_equal(sn.restarts, 2 * NLG_NL_INTR_RETRIES);
+	assert_non_null(strstr(err.msg, "inet+inet6"));
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->failed, 2);
+	assert_int_equal(nlg_sockdiag_stats(fx->sd)->fallbacks, 0);
 }
 
 static void test_poll_intr_give_up(void **state)
@@ -1045,7 +1321,7 @@ static void test_step_busy(void **state)
 	assert_int_equal(nlg_sockdiag_poll(fx->sd, &req, on_rec, &sn, &err), -EBUSY);
 	while (nlg_sockdiag_step(fx->sd, on_rec, &sn, &err) == 1)
 		;
-	assert_int_equal(sn.n, 12);
+	assert_int_equal(sn.n, 10);
 }
 
 /* ---- recorded fixtures (tests/fixtures/record.sh) ------------------------ */
@@ -1414,6 +1690,159 @@ static void test_live_port_filter(void **state)
 	nlg_sockdiag_close(sd);
 }
 
+struct dual_seen {
+	uint32_t ino4, ino6, cino, aino;
+	uint16_t port;
+	unsigned int n, v4, v6, client, server, bad, wrong_port, want_port;
+};
+
+static int dual_rec(const struct nlg_sock *s, void *data)
+{
+	struct dual_seen *ds = data;
+	uint8_t lo6[16] = {0};
+
+	lo6[15] = 1;
+	ds->n++;
+	if (s->proto != NLG_SOCK_TCP || (s->family != AF_INET && s->family != AF_INET6))
+		ds->bad++;
+	if (ds->want_port && s->sport != ds->want_port)
+		ds->wrong_port++;
+	if (s->inode == ds->ino4) {
+		ds->v4++;
+		if (s->family != AF_INET || s->state != 10 || s->sport != ds->port ||
+		    s->src.bytes[0] != 127)
+			ds->bad++;
+	}
+	if (s->inode == ds->ino6) {
+		ds->v6++;
+		if (s->family != AF_INET6 || s->state != 10 || s->sport != ds->port ||
+		    memcmp(s->src.bytes, lo6, 16) != 0 || !(s->present & NLG_SOCK_HAS_INFO))
+			ds->bad++;
+	}
+	ds->client += s->inode == ds->cino;
+	ds->server += s->inode == ds->aino;
+	return NLG_CB_OK;
+}
+
+/* The data messages of a raw recording: how many, and how many of type. */
+static void raw_types(int fd, uint16_t type, unsigned int *all, unsigned int *typed)
+{
+	static uint8_t buf[1 << 20];
+	ssize_t len = pread(fd, buf, sizeof(buf), 0);
+	size_t off = 0;
+
+	assert_true(len > 0 && len < (ssize_t)sizeof(buf));
+	*all = *typed = 0;
+	while (off < (size_t)len) {
+		const struct nlmsghdr *nlh = (const void *)(buf + off);
+
+		assert_true(mnl_nlmsg_ok(nlh, (int)((size_t)len - off)));
+		off += NLMSG_ALIGN(nlh->nlmsg_len);
+		if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
+			continue;
+		(*all)++;
+		*typed += nlh->nlmsg_type == type;
+	}
+}
+
+/* TCP on both families (the compat dump on this kernel): our IPv4 and IPv6
+ * listeners on one port come exactly once each, the established pair of
+ * the fixture too, and the kernel applies the port filter to both. */
+static void test_live_both_families(void **state)
+{
+	struct live *lv = *state;
+	struct nlg_err err = {{0}};
+	struct nlg_sockdiag *sd = nlg_sockdiag_open(NULL, &err);
+	struct nlg_sockdiag_req req = {.protos = NLG_SD_TCP, .ext = EXT(INET_DIAG_INFO)};
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct dual_seen ds = {.cino = lv->cino, .aino = lv->aino};
+	char rawname[] = "/tmp/test_sockdiag_raw.XXXXXX";
+	unsigned int all, typed;
+	int fd4, fd6, rawfd, one = 1;
+
+	assert_non_null(sd);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd4 = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd4 >= 0);
+	assert_int_equal(bind(fd4, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd4, 4), 0);
+	ds.port = port_of(fd4);
+	fd6 = socket(AF_INET6, SOCK_STREAM, 0);
+	if (fd6 < 0) {
+		close(fd4);
+		nlg_sockdiag_close(sd);
+		skip(); /* no IPv6 in this kernel */
+	}
+	assert_int_equal(setsockopt(fd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)), 0);
+	sa6.sin6_port = htons(ds.port);
+	if (bind(fd6, (struct sockaddr *)&sa6, sizeof(sa6)) < 0) {
+		print_message("no ::1 here (%s)\n", strerror(errno));
+		close(fd6);
+		close(fd4);
+		nlg_sockdiag_close(sd);
+		skip();
+	}
+	assert_int_equal(listen(fd6, 4), 0);
+	ds.ino4 = ino_of(fd4);
+	ds.ino6 = ino_of(fd6);
+
+	rawfd = mkstemp(rawname);
+	assert_true(rawfd >= 0);
+	unlink(rawname);
+	nlg_nl_set_raw(nlg_sockdiag_nl(sd), rawfd);
+	if (nlg_sockdiag_poll(sd, &req, dual_rec, &ds, &err) < 0)
+		fail_msg("poll: %s", err.msg);
+	nlg_nl_set_raw(nlg_sockdiag_nl(sd), -1);
+	assert_int_equal(ds.bad, 0);
+	assert_int_equal(ds.v4, 1);
+	assert_int_equal(ds.v6, 1);
+	assert_int_equal(ds.client, 1);
+	assert_int_equal(ds.server, 1);
+	raw_types(rawfd, TCPDIAG_GETSOCK, &all, &typed);
+	assert_int_equal(all, ds.n);
+	if (nlg_sockdiag_stats(sd)->fallbacks == 0) {
+		/* one walk: every reply answers the compat request */
+		assert_int_equal(typed, all);
+	} else {
+		print_message("this kernel refused TCPDIAG_GETSOCK; v2 requests were used\n");
+		assert_int_equal(typed, 0);
+	}
+	close(rawfd);
+
+	/* the port filter (bytecode after the v1 header) holds for both families */
+	ds.n = ds.v4 = ds.v6 = ds.client = ds.server = 0;
+	req.sport = ds.want_port = ds.port;
+	if (nlg_sockdiag_poll(sd, &req, dual_rec, &ds, &err) < 0)
+		fail_msg("poll sport: %s", err.msg);
+	assert_int_equal(ds.bad, 0);
+	assert_int_equal(ds.wrong_port, 0);
+	assert_int_equal(ds.v4, 1);
+	assert_int_equal(ds.v6, 1);
+	assert_int_equal(ds.client + ds.server, 0);
+
+	/* the step driver gets the same */
+	ds.n = ds.v4 = ds.v6 = 0;
+	assert_int_equal(nlg_sockdiag_start(sd, &req, &err), 0);
+	for (;;) {
+		struct pollfd pfd = {.fd = nlg_sockdiag_fd(sd), .events = POLLIN};
+		int rc = nlg_sockdiag_step(sd, dual_rec, &ds, &err);
+
+		if (rc < 0)
+			fail_msg("step: %s", err.msg);
+		if (rc == 0)
+			break;
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+	}
+	assert_int_equal(ds.wrong_port, 0);
+	assert_int_equal(ds.v4, 1);
+	assert_int_equal(ds.v6, 1);
+	assert_int_equal(nlg_sockdiag_stats(sd)->failed, 0);
+	close(fd6);
+	close(fd4);
+	nlg_sockdiag_close(sd);
+}
+
 struct mptcp_seen {
 	uint32_t ino;
 	uint16_t port;
@@ -1494,6 +1923,17 @@ int main(void)
 	    cmocka_unit_test(test_state_names),
 	    cmocka_unit_test_setup_teardown(test_poll_order, setup_fake, teardown_fake),
 	    cmocka_unit_test_setup_teardown(test_step_order, setup_fake, teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_poll_fallback_einval, setup_fake, teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_step_fallback_einval, setup_fake, teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_poll_fallback_eopnotsupp, setup_fake,
+					    teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_step_fallback_enoent, setup_fake, teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_poll_fallback_after_records, setup_fake,
+					    teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_step_fallback_after_records, setup_fake,
+					    teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_poll_fallback_no_tcp, setup_fake, teardown_fake),
+	    cmocka_unit_test_setup_teardown(test_step_fallback_no_tcp, setup_fake, teardown_fake),
 	    cmocka_unit_test_setup_teardown(test_subset_and_states, setup_fake, teardown_fake),
 	    cmocka_unit_test_setup_teardown(test_port_bytecode, setup_fake, teardown_fake),
 	    cmocka_unit_test_setup_teardown(test_poll_skip_missing, setup_fake, teardown_fake),
@@ -1512,6 +1952,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_live_poll, setup_live, teardown_live),
 	    cmocka_unit_test_setup_teardown(test_live_step, setup_live, teardown_live),
 	    cmocka_unit_test_setup_teardown(test_live_port_filter, setup_live, teardown_live),
+	    cmocka_unit_test_setup_teardown(test_live_both_families, setup_live, teardown_live),
 	    cmocka_unit_test_setup_teardown(test_live_mptcp_alone, setup_live, teardown_live),
 	};
 
