@@ -1,7 +1,8 @@
 -- Benchmark pipeline (d) of tests/bench/sockets: polls the bench namespace
--- (TCP, both families, all states, tcp_info: the floor's request), and the
--- :each handler reads three fields of every record. There is no :dump
--- handler, so no batch is kept. After NLGATE_BENCH_POLLS polls it prints
+-- (TCP, both families, all states, tcp_info: the floor's request, one
+-- TCPDIAG_GETSOCK dump where the kernel takes it), and the :each handler
+-- reads three fields of every record. There is no :dump handler, so no
+-- batch is kept. After NLGATE_BENCH_POLLS polls it prints
 -- nlgate's own figures, one line per poll and one for the process, and stops:
 --   poll I ms T records R messages M
 --   process maxrss_kb K polls P overlaps O errors E

@@ -1,9 +1,13 @@
-/* The floor for the socket benchmark: sends the inet_diag dump requests
- * nlgate sends (core/sockdiag.c: SOCK_DIAG_BY_FAMILY, inet_diag_req_v2, TCP,
- * AF_INET then AF_INET6, states ESTABLISHED..CLOSING, the idiag_ext bits
- * asked) and only walks the replies, decoding nothing: what the kernel costs.
+/* The floor for the socket benchmark: sends the inet_diag dump request(s)
+ * nlgate sends for TCP (core/sockdiag.c) and only walks the replies, decoding
+ * nothing: what the kernel costs. Both families: one TCPDIAG_GETSOCK dump
+ * (struct inet_diag_req v1, the kernel walks its TCP tables once for
+ * AF_UNSPEC), or with -m v2 the two SOCK_DIAG_BY_FAMILY inet_diag_req_v2
+ * dumps nlgate sent before (and still sends on kernels refusing the compat
+ * request); one family: its v2 dump. States ESTABLISHED..CLOSING, the
+ * idiag_ext bits asked.
  *
- * Usage: bench_sock_floor [-n NETNS] [-e EXTLIST] [-f 4|6|46] [-r REPS]
+ * Usage: bench_sock_floor [-n NETNS] [-e EXTLIST] [-f 4|6|46] [-m compat|v2] [-r REPS]
  * Prints one line per repetition: "messages M bytes B recvs R ms T". */
 #include <errno.h>
 #include <fcntl.h>
@@ -95,7 +99,8 @@ static int enter_netns(const char *name)
 	return r;
 }
 
-/* One dump: send the request, walk replies until NLMSG_DONE. */
+/* One dump: send the request, walk replies until NLMSG_DONE. family
+ * AF_UNSPEC sends the compat request (both families, one walk). */
 static int floor_dump(int fd, int family, unsigned int ext, unsigned int seq, unsigned char *buf,
 		      struct floor_count *c)
 {
@@ -112,9 +117,23 @@ static int floor_dump(int fd, int family, unsigned int ext, unsigned int seq, un
 		  .idiag_ext = (unsigned char)ext,
 		  .idiag_states = FLOOR_STATES},
 	};
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req r;
+	} compat = {
+	    .nlh = {.nlmsg_len = sizeof(compat),
+		    .nlmsg_type = TCPDIAG_GETSOCK,
+		    .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		    .nlmsg_seq = seq},
+	    .r = {.idiag_family = AF_UNSPEC,
+		  .idiag_ext = (unsigned char)ext,
+		  .idiag_states = FLOOR_STATES},
+	};
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	const void *msg = family == AF_UNSPEC ? (const void *)&compat : (const void *)&req;
+	size_t len = family == AF_UNSPEC ? sizeof(compat) : sizeof(req);
 
-	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+	if (sendto(fd, msg, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
 		return -errno;
 	for (;;) {
 		ssize_t n = recv(fd, buf, NLG_NL_BUFSIZE, 0);
@@ -130,8 +149,13 @@ static int floor_dump(int fd, int family, unsigned int ext, unsigned int seq, un
 		     h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_type == NLMSG_DONE)
 				return 0;
-			if (h->nlmsg_type == NLMSG_ERROR)
-				return -EPROTO;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				return h->nlmsg_len >= NLMSG_LENGTH(sizeof(*e)) && e->error < 0
+					   ? e->error
+					   : -EPROTO;
+			}
 			c->msgs++;
 		}
 	}
@@ -139,22 +163,25 @@ static int floor_dump(int fd, int family, unsigned int ext, unsigned int seq, un
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bench_sock_floor [-n NETNS] [-e EXTLIST] [-f 4|6|46] [-r REPS]\n"
+	fprintf(f, "usage: bench_sock_floor [-n NETNS] [-e EXTLIST] [-f 4|6|46] [-m compat|v2] "
+		   "[-r REPS]\n"
 		   "  -n NETNS    dump /run/netns/NETNS\n"
 		   "  -e EXTLIST  idiag_ext: tcp_info,cong,meminfo,skmem,tos,tclass,vegas,none"
 		   " (default tcp_info)\n"
-		   "  -f FAMS     4, 6 or 46 (default 46: AF_INET then AF_INET6)\n"
+		   "  -f FAMS     4, 6 or 46 (default 46: both families)\n"
+		   "  -m MODE     with -f 46: compat (default, as nlgate: one TCPDIAG_GETSOCK\n"
+		   "              dump) or v2 (SOCK_DIAG_BY_FAMILY for AF_INET, then AF_INET6)\n"
 		   "  -r REPS     repetitions, one line each (default 1)\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *netns = NULL, *fams = "46";
+	const char *netns = NULL, *fams = "46", *mode = "compat";
 	unsigned int ext = EXT(INET_DIAG_INFO), seq = (unsigned int)time(NULL);
 	int reps = 1, c, fd, one = 1, rc = 0;
 	unsigned char *buf;
 
-	while ((c = getopt(argc, argv, "n:e:f:r:h")) != -1) {
+	while ((c = getopt(argc, argv, "n:e:f:m:r:h")) != -1) {
 		switch (c) {
 		case 'n':
 			netns = optarg;
@@ -168,6 +195,9 @@ int main(int argc, char **argv)
 		case 'f':
 			fams = optarg;
 			break;
+		case 'm':
+			mode = optarg;
+			break;
 		case 'r':
 			reps = atoi(optarg);
 			break;
@@ -180,7 +210,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || reps < 1 ||
-	    (strcmp(fams, "4") && strcmp(fams, "6") && strcmp(fams, "46"))) {
+	    (strcmp(fams, "4") && strcmp(fams, "6") && strcmp(fams, "46")) ||
+	    (strcmp(mode, "compat") && strcmp(mode, "v2"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -201,10 +232,14 @@ int main(int argc, char **argv)
 		struct floor_count cnt = {0};
 		double t0 = now_ms();
 
-		if (strchr(fams, '4'))
-			rc = floor_dump(fd, AF_INET, ext, ++seq, buf, &cnt);
-		if (rc == 0 && strchr(fams, '6'))
-			rc = floor_dump(fd, AF_INET6, ext, ++seq, buf, &cnt);
+		if (!strcmp(fams, "46") && !strcmp(mode, "compat")) {
+			rc = floor_dump(fd, AF_UNSPEC, ext, ++seq, buf, &cnt);
+		} else {
+			if (strchr(fams, '4'))
+				rc = floor_dump(fd, AF_INET, ext, ++seq, buf, &cnt);
+			if (rc == 0 && strchr(fams, '6'))
+				rc = floor_dump(fd, AF_INET6, ext, ++seq, buf, &cnt);
+		}
 		if (rc == 0)
 			printf("messages %lu bytes %lu recvs %lu ms %.3f\n", cnt.msgs, cnt.bytes,
 			       cnt.recvs, now_ms() - t0);
