@@ -95,10 +95,9 @@ struct nlmsghdr *nlg_ct_dying_request(void *buf, size_t len, const struct nlg_ct
 
 /* ---- the source ---------------------------------------------------------- */
 
-#define CT_VLEN		   64	   /* datagrams per recvmmsg */
-#define CT_SLOT		   8192	   /* one event is a few hundred bytes; NLMSG_GOODSIZE at most */
-#define CT_BUDGET	   256	   /* recvmmsg calls per readable step before yielding */
-#define CT_BATCH	   CT_VLEN /* events decoded before the table sees them */
+#define CT_VLEN		   NLG_NL_BATCH_MAX /* datagrams per recvmmsg */
+#define CT_BUDGET	   256		    /* recvmmsg calls per readable step before yielding */
+#define CT_BATCH	   CT_VLEN	    /* events decoded before the table sees them */
 #define CT_EARLY_RESYNC_MS 30000
 
 struct ct_sock {
@@ -131,11 +130,8 @@ struct nlg_ct_src {
 	int events_mode; /* net.netfilter.nf_conntrack_events, -1 unknown */
 	uint64_t last_sync_ms;
 	struct nlg_ct_stats st;
-	char *rbuf;
-	struct mmsghdr msgs[CT_VLEN];
-	struct iovec iov[CT_VLEN];
-	struct sockaddr_nl from[CT_VLEN];
 	struct nlg_ct batch[CT_BATCH]; /* decoded, waiting for the table */
+	int nb;
 	char notes[1024];
 	struct nlg_err derr; /* last dump error, for tick() to report */
 };
@@ -462,58 +458,49 @@ static int ev_apply(struct nlg_ct_src *s, int n)
 	return NLG_CB_OK;
 }
 
+/* nlg_nl_recv_events_batch hands each message here: decoded into the batch,
+ * which goes to the table and the sink whenever it fills (and after each
+ * receive). */
+static int on_event_msg(const struct nlmsghdr *nlh, void *data)
+{
+	struct nlg_ct_src *s = data;
+
+	s->nb += ev_decode(s, nlh, &s->batch[s->nb]);
+	if (s->nb < CT_BATCH)
+		return NLG_CB_OK;
+	s->nb = 0;
+	return ev_apply(s, CT_BATCH);
+}
+
 static int read_events(struct nlg_ct_src *s, struct ct_sock *cs, struct nlg_err *err)
 {
 	uint64_t before = s->st.emitted;
 	int loss = 0, drained = 0;
 
 	for (int round = 0; round < CT_BUDGET; round++) {
-		for (int i = 0; i < CT_VLEN; i++) {
-			s->msgs[i].msg_hdr.msg_namelen = sizeof(s->from[i]);
-			s->msgs[i].msg_hdr.msg_flags = 0;
-		}
-		int n = recvmmsg(cs->fd, s->msgs, CT_VLEN, MSG_DONTWAIT, NULL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				drained = 1;
-				break;
-			}
-			if (errno == ENOBUFS) {
-				s->st.enobufs++;
-				loss = 1;
-				continue;
-			}
-			return nlg_err_set(err, errno, "conntrack events: receiving: %s",
-					   strerror(errno));
-		}
-		int nb = 0;
-		for (int i = 0; i < n; i++) {
-			const struct msghdr *mh = &s->msgs[i].msg_hdr;
-			int len = (int)s->msgs[i].msg_len;
-			const struct nlmsghdr *nlh = s->iov[i].iov_base;
-			/* only the kernel may speak here: a unicast from another
-			 * process could forge events */
-			if (s->from[i].nl_pid != 0 || (mh->msg_flags & MSG_TRUNC)) {
-				s->st.bad++;
-				continue;
-			}
-			for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-				if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
-					continue;
-				nb += ev_decode(s, nlh, &s->batch[nb]);
-				if (nb == CT_BATCH) {
-					if (ev_apply(s, nb) == NLG_CB_ERROR)
-						return nlg_err_set(
-						    err, ECANCELED,
-						    "conntrack: the consumer stopped");
-					nb = 0;
-				}
-			}
-		}
-		if (ev_apply(s, nb) == NLG_CB_ERROR)
+		uint64_t foreign = nlg_nl_stats(cs->nl)->bad_seq;
+		int n = nlg_nl_recv_events_batch(cs->nl, CT_VLEN, on_event_msg, s, err), nb = s->nb;
+		s->nb = 0;
+		/* only the kernel may speak here: unicasts from other processes
+		 * (forged events) were dropped */
+		s->st.bad += nlg_nl_stats(cs->nl)->bad_seq - foreign;
+		if (n == -ECANCELED || ev_apply(s, nb) == NLG_CB_ERROR)
 			return nlg_err_set(err, ECANCELED, "conntrack: the consumer stopped");
+		if (n == -ENOBUFS || n == -EOVERFLOW || n == -EMSGSIZE) {
+			/* dropped by the kernel, or too big to read whole: lost */
+			if (n == -ENOBUFS)
+				s->st.enobufs++;
+			else
+				s->st.bad++;
+			loss = 1;
+			continue;
+		}
+		if (n == -EPROTO) { /* a garbled datagram, skipped */
+			s->st.bad++;
+			continue;
+		}
+		if (n < 0)
+			return n;
 		if (n < CT_VLEN) { /* the queue ran dry */
 			drained = 1;
 			break;
@@ -681,17 +668,9 @@ struct nlg_ct_src *nlg_ct_open(const struct nlg_ct_opts *o, const struct nlg_ct_
 	s->events_mode = -1;
 	s->s[SOCK_EV].fd = s->s[SOCK_DEL].fd = -1;
 	s->parser = nlg_ct_parser_new();
-	s->rbuf = malloc((size_t)CT_VLEN * CT_SLOT);
-	if (!s->parser || !s->rbuf) {
+	if (!s->parser) {
 		nlg_err_set(err, ENOMEM, "conntrack: out of memory");
 		goto err;
-	}
-	for (int i = 0; i < CT_VLEN; i++) {
-		s->iov[i].iov_base = s->rbuf + (size_t)i * CT_SLOT;
-		s->iov[i].iov_len = CT_SLOT;
-		s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
-		s->msgs[i].msg_hdr.msg_iovlen = 1;
-		s->msgs[i].msg_hdr.msg_name = &s->from[i];
 	}
 	if (s->o.resync) {
 		s->table = nlg_ct_table_new();
@@ -755,7 +734,6 @@ void nlg_ct_close(struct nlg_ct_src *s)
 	nlg_nl_close(s->dump);
 	nlg_ct_table_free(s->table);
 	nlg_ct_parser_free(s->parser);
-	free(s->rbuf);
 	free(s);
 }
 

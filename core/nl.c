@@ -33,6 +33,15 @@ struct nlg_nl {
 	int has_io;
 	struct nlg_nl_io io;
 	unsigned char *buf; /* NLG_NL_BUFSIZE bytes */
+	struct nl_batch *batch; /* nlg_nl_recv_events_batch's buffers, on first use */
+};
+
+/* NLG_NL_BATCH_MAX datagrams of NLG_NL_BATCH_SLOT bytes for one recvmmsg */
+struct nl_batch {
+	struct mmsghdr mm[NLG_NL_BATCH_MAX];
+	struct iovec iov[NLG_NL_BATCH_MAX];
+	struct sockaddr_nl from[NLG_NL_BATCH_MAX];
+	unsigned char buf[];
 };
 
 /* ---- the parser ---------------------------------------------------------- */
@@ -382,6 +391,7 @@ void nlg_nl_close(struct nlg_nl *nl)
 	if (nl->sock)
 		mnl_socket_close(nl->sock);
 	free(nl->buf);
+	free(nl->batch);
 	free(nl);
 }
 
@@ -457,12 +467,13 @@ void nlg_nl_set_io(struct nlg_nl *nl, const struct nlg_nl_io *io)
 
 /* ---- receiving ----------------------------------------------------------- */
 
-static int raw_append(struct nlg_nl *nl, size_t len, struct nlg_err *err)
+static int raw_append_buf(struct nlg_nl *nl, const unsigned char *buf, size_t len,
+			  struct nlg_err *err)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t w = write(nl->raw_fd, nl->buf + done, len - done);
+		ssize_t w = write(nl->raw_fd, buf + done, len - done);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -473,6 +484,11 @@ static int raw_append(struct nlg_nl *nl, size_t len, struct nlg_err *err)
 		done += (size_t)w;
 	}
 	return 0;
+}
+
+static int raw_append(struct nlg_nl *nl, size_t len, struct nlg_err *err)
+{
+	return raw_append_buf(nl, nl->buf, len, err);
 }
 
 /* One datagram into nl->buf: its length, -EAGAIN if none is waiting (only
@@ -697,35 +713,20 @@ int nlg_nl_dump_run(struct nlg_nl *nl, struct nlmsghdr *req, const char *what, n
 
 /* ---- event sockets ------------------------------------------------------- */
 
-int nlg_nl_recv_events(struct nlg_nl *nl, nlg_nl_msg_fn *fn, void *data, struct nlg_err *err)
+/* The messages of one event datagram to fn: no sequence numbers, and a
+ * control message does not end anything. Returns 0, or the first error
+ * (reported after the rest of the datagram; a handler failure at once). */
+static int events_walk(struct nlg_nl *nl, const unsigned char *buf, size_t n, nlg_nl_msg_fn *fn,
+		       void *data, struct nlg_err *err)
 {
 	struct nlg_nl_dump ev = {.what = nl->bus_name};
 	struct nlg_nl_stats *st = &nl->stats;
 	int first = 0;
-	ssize_t n;
 	size_t off = 0;
 
-	if (err)
-		err->msg[0] = '\0'; /* so a handler's own message survives */
-	n = nl_recv(nl, 0, nl->bus_name, err);
-	if (n == -EAGAIN || n == -ESRCH)
-		return 0;
-	if (n == -ENOBUFS) {
-		st->enobufs++;
-		return nlg_err_set(err, ENOBUFS,
-				   "%s: the kernel dropped events (ENOBUFS): the socket receive "
-				   "buffer was full",
-				   nl->bus_name);
-	}
-	if (n < 0) {
-		st->errors++;
-		return (int)n;
-	}
-	/* same walk as a dump, but events carry no sequence number and a
-	 * control message does not end anything */
-	while (off < (size_t)n) {
-		const struct nlmsghdr *nlh = (const void *)(nl->buf + off);
-		size_t rem = (size_t)n - off;
+	while (off < n) {
+		const struct nlmsghdr *nlh = (const void *)(buf + off);
+		size_t rem = n - off;
 		int r;
 
 		if (rem < sizeof(*nlh) || nlh->nlmsg_len < sizeof(*nlh) || nlh->nlmsg_len > rem) {
@@ -761,5 +762,128 @@ int nlg_nl_recv_events(struct nlg_nl *nl, nlg_nl_msg_fn *fn, void *data, struct 
 			return -ECANCELED;
 		}
 	}
-	return first ? first : (int)n;
+	return first;
+}
+
+static int enobufs(struct nlg_nl *nl, struct nlg_err *err)
+{
+	nl->stats.enobufs++;
+	return nlg_err_set(err, ENOBUFS,
+			   "%s: the kernel dropped events (ENOBUFS): the socket receive "
+			   "buffer was full",
+			   nl->bus_name);
+}
+
+int nlg_nl_recv_events(struct nlg_nl *nl, nlg_nl_msg_fn *fn, void *data, struct nlg_err *err)
+{
+	ssize_t n;
+	int r;
+
+	if (err)
+		err->msg[0] = '\0'; /* so a handler's own message survives */
+	n = nl_recv(nl, 0, nl->bus_name, err);
+	if (n == -EAGAIN || n == -ESRCH)
+		return 0;
+	if (n == -ENOBUFS)
+		return enobufs(nl, err);
+	if (n < 0) {
+		nl->stats.errors++;
+		return (int)n;
+	}
+	r = events_walk(nl, nl->buf, (size_t)n, fn, data, err);
+	return r < 0 ? r : (int)n;
+}
+
+int nlg_nl_recv_events_batch(struct nlg_nl *nl, int max, nlg_nl_msg_fn *fn, void *data,
+			     struct nlg_err *err)
+{
+	struct nl_batch *b = nl->batch;
+	int n, first = 0, got = 0;
+
+	if (err)
+		err->msg[0] = '\0';
+	if (max < 1)
+		max = 1;
+	if (max > NLG_NL_BATCH_MAX)
+		max = NLG_NL_BATCH_MAX;
+	if (nl->has_io) { /* the replay seam hands out one buffer at a time */
+		for (; got < max; got++) {
+			ssize_t len = nl_recv(nl, 1, nl->bus_name, err);
+			int r;
+			if (len == -EAGAIN)
+				break;
+			if (len == -ENOBUFS)
+				return enobufs(nl, err);
+			if (len < 0) {
+				nl->stats.errors++;
+				return (int)len;
+			}
+			r = events_walk(nl, nl->buf, (size_t)len, fn, data, first ? NULL : err);
+			if (r == -ECANCELED)
+				return r;
+			if (r < 0 && !first)
+				first = r;
+		}
+		return first ? first : got;
+	}
+	if (!b) {
+		b = malloc(sizeof(*b) + (size_t)NLG_NL_BATCH_MAX * NLG_NL_BATCH_SLOT);
+		if (!b)
+			return nlg_err_set(err, ENOMEM, "%s events: out of memory", nl->bus_name);
+		for (int i = 0; i < NLG_NL_BATCH_MAX; i++) {
+			b->iov[i].iov_base = b->buf + (size_t)i * NLG_NL_BATCH_SLOT;
+			b->iov[i].iov_len = NLG_NL_BATCH_SLOT;
+			b->mm[i].msg_hdr = (struct msghdr){
+			    .msg_name = &b->from[i], .msg_iov = &b->iov[i], .msg_iovlen = 1};
+		}
+		nl->batch = b;
+	}
+	for (int i = 0; i < max; i++) {
+		b->mm[i].msg_hdr.msg_namelen = sizeof(b->from[i]);
+		b->mm[i].msg_hdr.msg_flags = 0;
+	}
+	do
+		n = recvmmsg(nl->fd, b->mm, (unsigned)max, MSG_DONTWAIT, NULL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return 0;
+		if (e == ENOBUFS)
+			return enobufs(nl, err);
+		nl->stats.errors++;
+		return nlg_err_set(err, e, "%s events: receiving: %s", nl->bus_name, strerror(e));
+	}
+	for (int i = 0; i < n; i++) {
+		const struct msghdr *mh = &b->mm[i].msg_hdr;
+		size_t len = b->mm[i].msg_len;
+		int r;
+		/* only the kernel may speak here: a unicast from another process
+		 * could forge events */
+		if (mh->msg_namelen >= sizeof(b->from[i]) && b->from[i].nl_pid != 0) {
+			nl->stats.bad_seq++;
+			continue;
+		}
+		nl->stats.recvs++;
+		nl->stats.bytes += len;
+		if (mh->msg_flags & MSG_TRUNC) {
+			nl->stats.errors++;
+			if (!first)
+				first = nlg_err_set(err, EMSGSIZE,
+						    "%s: an event exceeded the %d-byte batch slot",
+						    nl->bus_name, NLG_NL_BATCH_SLOT);
+			continue;
+		}
+		if (nl->raw_fd >= 0) {
+			r = raw_append_buf(nl, b->iov[i].iov_base, len, err);
+			if (r < 0)
+				return r;
+		}
+		r = events_walk(nl, b->iov[i].iov_base, len, fn, data, first ? NULL : err);
+		if (r == -ECANCELED)
+			return r;
+		if (r < 0 && !first)
+			first = r;
+	}
+	return first ? first : n;
 }

@@ -102,6 +102,19 @@ int nlg_nl_dump_run(struct nlg_nl *nl, struct nlmsghdr *req, const char *what,
  * sequence number is not the dump's, and events carry 0. */
 int nlg_nl_recv_events(struct nlg_nl *nl, nlg_nl_msg_fn *fn, void *data, struct nlg_err *err);
 
+/* The same under load: up to max (<= NLG_NL_BATCH_MAX) datagrams with one
+ * recvmmsg, never blocking, every message to fn in order (stats count them as
+ * nlg_nl_recv_events does). Returns the datagrams received (fewer than max:
+ * the socket ran dry), 0 if none was waiting, -ENOBUFS (counted) when the
+ * kernel dropped events, or another negative errno once the whole batch was
+ * delivered (-EMSGSIZE for a datagram over NLG_NL_BATCH_SLOT bytes, which is
+ * skipped; -ECANCELED at once when fn failed). Through the replay seam, one
+ * io->recv buffer counts as one datagram. */
+#define NLG_NL_BATCH_MAX  64
+#define NLG_NL_BATCH_SLOT 8192 /* a ctnetlink event is a few hundred bytes */
+int nlg_nl_recv_events_batch(struct nlg_nl *nl, int max, nlg_nl_msg_fn *fn, void *data,
+			     struct nlg_err *err);
+
 /* Replay seam, for tests and recorded fixtures: while set (io != NULL), the
  * runner and nlg_nl_recv_events send requests to io->send and read buffers
  * from io->recv instead of the socket (stats and raw recording still apply).

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <cmocka.h>
 
@@ -817,6 +818,132 @@ static void test_events(void **state)
 	nlg_nl_close(nl);
 }
 
+/* A queue of event buffers for the batch receiver: served in turn, then
+ * "would block". */
+struct evq {
+	struct tbuf *bufs;
+	int n, next, err;
+};
+
+static ssize_t evq_recv(void *ctx, void *buf, size_t len)
+{
+	struct evq *q = ctx;
+
+	if (q->err)
+		return -q->err;
+	if (q->next == q->n)
+		return 0;
+	assert_true(q->bufs[q->next].len <= len);
+	memcpy(buf, q->bufs[q->next].w, q->bufs[q->next].len);
+	return (ssize_t)q->bufs[q->next++].len;
+}
+
+static void test_events_batch(void **state)
+{
+	static struct tbuf bufs[5];
+	struct evq q = {.bufs = bufs, .n = 5};
+	struct nlg_nl *nl = nlg_nl_open(NETLINK_SOCK_DIAG, 0, NULL, NULL);
+	struct nlg_err err = {{0}};
+	struct seen s = {0};
+
+	NLG_UNUSED(state);
+	assert_non_null(nl);
+	memset(bufs, 0, sizeof(bufs));
+	nlg_nl_set_io(nl, &(struct nlg_nl_io){.send = NULL, .recv = evq_recv, .ctx = &q});
+	for (int i = 0; i < 5; i++) {
+		put(&bufs[i], T_DATA, 0, 0, 0, &(uint32_t){(uint32_t)(10 + 2 * i)}, 4);
+		put(&bufs[i], NLMSG_NOOP, 0, 0, 0, NULL, 0);
+		put(&bufs[i], T_DATA, 0, 0, 0, &(uint32_t){(uint32_t)(11 + 2 * i)}, 4);
+	}
+	/* at most max datagrams; every message in order; stats as for events */
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 3, on_msg, &s, &err), 3);
+	assert_int_equal(s.calls, 6);
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), 2); /* ran dry */
+	assert_int_equal(s.calls, 10);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(s.tags[i], 10 + i);
+	assert_int_equal(nlg_nl_stats(nl)->msgs, 10);
+	assert_int_equal(nlg_nl_stats(nl)->recvs, 5);
+	assert_int_equal(nlg_nl_stats(nl)->skipped, 5);
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), 0);
+
+	/* garbage in one datagram is reported after the others were delivered */
+	memset(bufs, 0, sizeof(bufs));
+	put(&bufs[0], T_DATA, 0, 0, 0, &(uint32_t){1}, 4);
+	((struct nlmsghdr *)bufs[0].w)->nlmsg_len = 3;
+	put(&bufs[1], T_DATA, 0, 0, 0, &(uint32_t){2}, 4);
+	q = (struct evq){.bufs = bufs, .n = 2};
+	s = (struct seen){0};
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), -EPROTO);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.tags[0], 2);
+
+	/* a handler failure stops the batch at once */
+	q = (struct evq){.bufs = bufs, .n = 2, .next = 1};
+	s = (struct seen){.verdict_at = 1, .verdict = NLG_CB_ERROR};
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), -ECANCELED);
+
+	/* dropped events */
+	q.err = ENOBUFS;
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), -ENOBUFS);
+	assert_int_equal(nlg_nl_stats(nl)->enobufs, 1);
+	assert_non_null(strstr(err.msg, "ENOBUFS"));
+	nlg_nl_close(nl);
+}
+
+/* The recvmmsg path on a live socket: kernel replies to our own requests are
+ * kernel datagrams (delivered), datagrams from another socket are not. */
+static void test_live_events_batch(void **state)
+{
+	struct nlg_err err = {{0}};
+	struct nlg_nl *nl = nlg_nl_open(NETLINK_ROUTE, 0, NULL, &err);
+	struct mnl_socket *other = mnl_socket_open(NETLINK_ROUTE);
+	struct seen s = {0};
+	char req[256];
+	struct sockaddr_nl to = {.nl_family = AF_NETLINK};
+
+	NLG_UNUSED(state);
+	assert_non_null(nl);
+	assert_non_null(other);
+	assert_int_equal(mnl_socket_bind(other, 0, MNL_SOCKET_AUTOPID), 0);
+	assert_int_equal(nlg_nl_set_nonblock(nl, 1), 0);
+	/* three RTM_GETLINK requests for lo: three unicast replies */
+	for (int i = 0; i < 3; i++) {
+		struct nlmsghdr *nlh;
+		struct ifinfomsg *ifi;
+		memset(req, 0, sizeof(req));
+		nlh = mnl_nlmsg_put_header(req);
+		nlh->nlmsg_type = RTM_GETLINK;
+		nlh->nlmsg_flags = NLM_F_REQUEST;
+		nlh->nlmsg_seq = (uint32_t)(i + 1);
+		ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+		ifi->ifi_family = AF_UNSPEC;
+		ifi->ifi_index = 1;
+		assert_int_equal(send(nlg_nl_fd(nl), nlh, nlh->nlmsg_len, 0),
+				 (ssize_t)nlh->nlmsg_len);
+	}
+	/* and a forged "event" from another process's socket */
+	to.nl_pid = nlg_nl_portid(nl);
+	memset(req, 0, sizeof(req));
+	struct nlmsghdr *fake = mnl_nlmsg_put_header(req);
+	fake->nlmsg_type = RTM_NEWLINK;
+	mnl_nlmsg_put_extra_header(fake, sizeof(struct ifinfomsg));
+	assert_int_equal(sendto(mnl_socket_get_fd(other), fake, fake->nlmsg_len, 0,
+				(struct sockaddr *)&to, sizeof(to)),
+			 (ssize_t)fake->nlmsg_len);
+	struct pollfd pfd = {.fd = nlg_nl_fd(nl), .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 2000), 1);
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 2, on_msg, &s, &err), 2);
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), 2);
+	assert_int_equal(s.calls, 3);
+	assert_int_equal(nlg_nl_stats(nl)->msgs, 3);
+	assert_int_equal(nlg_nl_stats(nl)->recvs, 3);
+	assert_int_equal(nlg_nl_stats(nl)->bad_seq, 1);
+	assert_int_equal(nlg_nl_recv_events_batch(nl, 64, on_msg, &s, &err), 0);
+	mnl_socket_close(other);
+	nlg_nl_close(nl);
+}
+
 /* ---- live sock_diag --------------------------------------------------------- */
 
 struct listeners {
@@ -1112,6 +1239,8 @@ int main(void)
 	    cmocka_unit_test(test_run_no_reply_times_out),
 	    cmocka_unit_test(test_raw_recording),
 	    cmocka_unit_test_setup(test_events, setup),
+	    cmocka_unit_test_setup(test_events_batch, setup),
+	    cmocka_unit_test(test_live_events_batch),
 	    cmocka_unit_test(test_live_sock_diag),
 	    cmocka_unit_test(test_live_nonblocking_stop_then_dump),
 	    cmocka_unit_test(test_live_kernel_error),
