@@ -15,6 +15,13 @@
 #include "nlgate/conntrack.h"
 #include "nlgate/loop.h"
 
+/* Under a flood the kernel wakes a reader for every few events, and the
+ * wakeups, not the events, were most of the CPU (3.1 s against 1.7 s for
+ * 800,000 events with 1 ms): after a read that found events, the socket is
+ * left unwatched for --linger ms. Events wait at most that long; the kernel
+ * queues them meanwhile (256 MiB buffers). */
+#define WATCH_LINGER_MS 1
+
 static const char filter_help[] =
     "  -4, --ipv4          IPv4 flows only      -6, --ipv6   IPv6 flows only\n"
     "  -p, --proto NAME    tcp, udp, icmp, icmpv6, sctp, dccp, gre or a number\n"
@@ -41,10 +48,13 @@ static const char watch_usage[] =
     "      --no-dump       do not print the table at start\n"
     "      --no-resync     no flow table and no resync (losses are only counted)\n"
     "      --rcvbuf BYTES  receive buffer per event socket (default 256 MiB)\n"
+    "      --linger MS     after a read, wait MS before watching that socket again, so\n"
+    "                      that a flood is read in batches, not a few events per\n"
+    "                      wakeup (default 1; 0: read at once)\n"
     "      --stats         print the counters as JSON on stderr at exit\n"
     "  -q, --quiet         no notes about the kernel's settings\n";
 
-enum { O_MARK = 256, O_ZONE, O_NODUMP, O_NORESYNC, O_RCVBUF, O_STATS };
+enum { O_MARK = 256, O_ZONE, O_NODUMP, O_NORESYNC, O_RCVBUF, O_STATS, O_LINGER };
 
 static const struct option long_opts[] = {
     {"ipv4", no_argument, NULL, '4'},
@@ -61,6 +71,7 @@ static const struct option long_opts[] = {
     {"no-resync", no_argument, NULL, O_NORESYNC},
     {"rcvbuf", required_argument, NULL, O_RCVBUF},
     {"stats", no_argument, NULL, O_STATS},
+    {"linger", required_argument, NULL, O_LINGER},
     {"quiet", no_argument, NULL, 'q'},
     {NULL, 0, NULL, 0},
 };
@@ -68,6 +79,7 @@ static const struct option long_opts[] = {
 struct ct_args {
 	struct nlg_ct_opts o;
 	int msgpack, stats, quiet;
+	int linger_ms;
 };
 
 static int parse_proto(const char *s, uint8_t *proto)
@@ -117,6 +129,7 @@ static int parse_args(int argc, char **argv, struct ct_args *a, int watch)
 
 	memset(a, 0, sizeof(*a));
 	nlg_ct_opts_default(&a->o);
+	a->linger_ms = WATCH_LINGER_MS;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "46p:n:mhe:r:q", long_opts, NULL)) != -1) {
 		if (!watch && (c == 'e' || c == 'r' || c == 'q' || c >= O_NODUMP))
@@ -184,6 +197,12 @@ static int parse_args(int argc, char **argv, struct ct_args *a, int watch)
 				return nlg_cmd_fail("watch conntrack: bad --rcvbuf '%s'", optarg);
 			a->o.rcvbuf = (int)v;
 			break;
+		case O_LINGER:
+			if (parse_u32(optarg, &v) < 0 || v > 1000 || strchr(optarg, '/'))
+				return nlg_cmd_fail(
+				    "watch conntrack: bad --linger '%s' (0 to 1000 ms)", optarg);
+			a->linger_ms = (int)v;
+			break;
 		case O_STATS:
 			a->stats = 1;
 			break;
@@ -246,6 +265,10 @@ struct watch {
 	struct nlg_printer p;
 	struct nlg_err err;
 	int rc, ready, sfd;
+	int linger_ms;
+	int fds[4], nfds;
+	int paused[4];	  /* fds[i] is unwatched until the linger timer */
+	int linger_armed; /* the linger timer is pending */
 };
 
 static void watch_fail(struct watch *w)
@@ -279,9 +302,40 @@ static int on_record(const struct nlg_ct *ct, void *data)
 	return nlg_printer_record(&w->p, &nlg_ct_schema, ct) < 0 ? NLG_CB_ERROR : NLG_CB_OK;
 }
 
+static int64_t on_linger(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct watch *w = data;
+
+	(void)id;
+	w->linger_armed = 0;
+	for (int i = 0; i < w->nfds; i++)
+		if (w->paused[i]) {
+			w->paused[i] = 0;
+			nlg_loop_mod_fd(loop, w->fds[i], EPOLLIN);
+		}
+	return -1;
+}
+
+/* Leave fd unwatched for linger_ms (it just gave events: more are coming). */
+static void linger(struct watch *w, int fd)
+{
+	for (int i = 0; i < w->nfds; i++) {
+		if (w->fds[i] != fd || w->paused[i])
+			continue;
+		if (!w->linger_armed) {
+			if (nlg_loop_add_timer(w->loop, (uint64_t)w->linger_ms, on_linger, w) < 0)
+				return; /* no timer: keep reading at once */
+			w->linger_armed = 1;
+		}
+		if (nlg_loop_mod_fd(w->loop, fd, 0) == 0)
+			w->paused[i] = 1;
+	}
+}
+
 static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct watch *w = data;
+	uint64_t before = nlg_ct_stats(w->src)->received;
 
 	(void)loop;
 	(void)events;
@@ -292,6 +346,8 @@ static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *da
 		return;
 	}
 	say_ready(w);
+	if (w->linger_ms > 0 && nlg_ct_stats(w->src)->received != before)
+		linger(w, fd);
 }
 
 static void on_signal(struct nlg_loop *loop, int fd, uint32_t events, void *data)
@@ -375,6 +431,9 @@ int nlg_cmd_watch_conntrack(int argc, char **argv)
 		}
 	}
 	n = nlg_ct_fds(w.src, fds, 4);
+	w.linger_ms = a.linger_ms;
+	w.nfds = n;
+	memcpy(w.fds, fds, sizeof(fds));
 	for (int i = 0; i < n; i++)
 		nlg_loop_add_fd(w.loop, fds[i], EPOLLIN, on_readable, &w);
 	nlg_loop_add_fd(w.loop, w.sfd, EPOLLIN, on_signal, &w);
