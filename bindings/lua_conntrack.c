@@ -13,6 +13,7 @@
 
 #define CT_MT	   "nlgate.conntrack"
 #define CT_TICK_MS 250
+#define CT_LINGER_MS 1 /* as `watch conntrack --linger`: batches a flood's reads */
 #define CT_MAX_FDS 4
 #define CT_GIVE_UP 1000 /* consecutive read errors before the source stops */
 #define CT_LOG_GAP 1000 /* ms between two logged errors of one source */
@@ -37,6 +38,7 @@ struct lua_ct {
 	/* the script side's counters (the core keeps the rest) */
 	uint64_t delivered, script_filtered, filter_errors, handler_errors, batches;
 	uint64_t batch_dropped, errors, consecutive;
+	uint64_t linger_ms; /* after a read that gave events, pause the fd this long */
 	uint64_t last_log_ms;
 	struct nlg_err last_err;
 };
@@ -267,7 +269,11 @@ static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *da
 	if (!lc->src || lc->closing || lc->depth > 0)
 		return;
 	lc->depth++;
+	uint64_t before = nlg_ct_stats(lc->src)->received;
 	r = nlg_ct_readable(lc->src, fd, &lc->last_err);
+	/* It just gave events, more are coming: read them in one batch. */
+	if (r >= 0 && lc->linger_ms && lc->src && nlg_ct_stats(lc->src)->received != before)
+		nlg_loop_pause_fd(lc->gw->loop, fd, lc->linger_ms);
 	if (r < 0 && !lc->closing) {
 		report(lc, "reading events");
 		/* A socket that keeps failing would spin the loop: stop. */
@@ -619,6 +625,12 @@ int nlg_lua_conntrack(lua_State *L)
 	parse_proto(L, lc);
 	parse_mark_zone(L, lc);
 	parse_rcvbuf(L, lc);
+	lua_getfield(L, 1, "linger");
+	lc->linger_ms = lua_isnil(L, -1) ? CT_LINGER_MS
+					 : nlg_lua_checkduration(L, -1, "gw.conntrack linger");
+	lua_pop(L, 1);
+	if (lc->linger_ms > 1000)
+		return luaL_error(L, "gw.conntrack: linger must be at most 1s");
 	lc->o.initial_dump = opt_bool(L, "dump", 1);
 	lc->o.resync = opt_bool(L, "resync", 1);
 	int quiet = opt_bool(L, "quiet", 0);

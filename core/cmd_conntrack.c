@@ -267,8 +267,6 @@ struct watch {
 	int rc, ready, sfd;
 	int linger_ms;
 	int fds[4], nfds;
-	int paused[4];	  /* fds[i] is unwatched until the linger timer */
-	int linger_armed; /* the linger timer is pending */
 };
 
 static void watch_fail(struct watch *w)
@@ -302,36 +300,6 @@ static int on_record(const struct nlg_ct *ct, void *data)
 	return nlg_printer_record(&w->p, &nlg_ct_schema, ct) < 0 ? NLG_CB_ERROR : NLG_CB_OK;
 }
 
-static int64_t on_linger(struct nlg_loop *loop, int64_t id, void *data)
-{
-	struct watch *w = data;
-
-	(void)id;
-	w->linger_armed = 0;
-	for (int i = 0; i < w->nfds; i++)
-		if (w->paused[i]) {
-			w->paused[i] = 0;
-			nlg_loop_mod_fd(loop, w->fds[i], EPOLLIN);
-		}
-	return -1;
-}
-
-/* Leave fd unwatched for linger_ms (it just gave events: more are coming). */
-static void linger(struct watch *w, int fd)
-{
-	for (int i = 0; i < w->nfds; i++) {
-		if (w->fds[i] != fd || w->paused[i])
-			continue;
-		if (!w->linger_armed) {
-			if (nlg_loop_add_timer(w->loop, (uint64_t)w->linger_ms, on_linger, w) < 0)
-				return; /* no timer: keep reading at once */
-			w->linger_armed = 1;
-		}
-		if (nlg_loop_mod_fd(w->loop, fd, 0) == 0)
-			w->paused[i] = 1;
-	}
-}
-
 static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct watch *w = data;
@@ -346,8 +314,9 @@ static void on_readable(struct nlg_loop *loop, int fd, uint32_t events, void *da
 		return;
 	}
 	say_ready(w);
+	/* It just gave events, more are coming: read them in one batch. */
 	if (w->linger_ms > 0 && nlg_ct_stats(w->src)->received != before)
-		linger(w, fd);
+		nlg_loop_pause_fd(w->loop, fd, (uint64_t)w->linger_ms);
 }
 
 static void on_signal(struct nlg_loop *loop, int fd, uint32_t events, void *data)

@@ -12,8 +12,11 @@
 struct nlg_fev {
 	nlg_io_fn *fn;
 	void *data;
-	uint32_t events; /* 0: not registered */
+	uint32_t events;    /* 0: not registered */
+	uint64_t resume_ms; /* paused until then; 0: watched */
 };
+
+#define NLG_MAX_PAUSED 16
 
 struct nlg_timer {
 	int64_t id;
@@ -29,6 +32,8 @@ struct nlg_loop {
 	int nfevs;
 	struct nlg_timer *timers;
 	size_t ntimers, captimers;
+	int paused[NLG_MAX_PAUSED]; /* fds whose resume_ms is set */
+	int npaused;
 	int64_t next_id;
 };
 
@@ -98,18 +103,61 @@ int nlg_loop_mod_fd(struct nlg_loop *loop, int fd, uint32_t events)
 
 	if (fd < 0 || fd >= loop->nfevs || !loop->fevs[fd].events)
 		return -ENOENT;
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+	/* A paused fd takes its new events when it resumes. */
+	if (!loop->fevs[fd].resume_ms && epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
 		return -errno;
 	loop->fevs[fd].events = events | EPOLLERR;
 	return 0;
+}
+
+static void unpause(struct nlg_loop *loop, int i)
+{
+	loop->fevs[loop->paused[i]].resume_ms = 0;
+	loop->paused[i] = loop->paused[--loop->npaused];
 }
 
 void nlg_loop_del_fd(struct nlg_loop *loop, int fd)
 {
 	if (fd < 0 || fd >= loop->nfevs || !loop->fevs[fd].events)
 		return;
+	for (int i = 0; i < loop->npaused; i++)
+		if (loop->paused[i] == fd)
+			unpause(loop, i);
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
 	loop->fevs[fd] = (struct nlg_fev){ 0 };
+}
+
+int nlg_loop_pause_fd(struct nlg_loop *loop, int fd, uint64_t ms)
+{
+	struct epoll_event ev = { .events = 0, .data.fd = fd };
+
+	if (fd < 0 || fd >= loop->nfevs || !loop->fevs[fd].events)
+		return -ENOENT;
+	if (loop->fevs[fd].resume_ms)
+		return 0;
+	if (loop->npaused == NLG_MAX_PAUSED)
+		return -ENOSPC;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	loop->fevs[fd].resume_ms = nlg_now_ms() + (ms ? ms : 1);
+	loop->paused[loop->npaused++] = fd;
+	return 0;
+}
+
+static void resume_due(struct nlg_loop *loop)
+{
+	uint64_t now = nlg_now_ms();
+
+	for (int i = 0; i < loop->npaused;) {
+		int fd = loop->paused[i];
+		struct epoll_event ev = { .events = loop->fevs[fd].events & ~EPOLLERR, .data.fd = fd };
+		if (loop->fevs[fd].resume_ms > now) {
+			i++;
+			continue;
+		}
+		epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
+		unpause(loop, i);
+	}
 }
 
 int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_fn *fn, void *data)
@@ -141,13 +189,22 @@ void nlg_loop_del_timer(struct nlg_loop *loop, int64_t id)
 	}
 }
 
+static int until(uint64_t when, uint64_t now)
+{
+	return when <= now ? 0 : (when - now > 3600000 ? 3600000 : (int)(when - now));
+}
+
 static int next_timeout(const struct nlg_loop *loop, int timeout_ms)
 {
 	uint64_t now = nlg_now_ms();
 
 	for (size_t i = 0; i < loop->ntimers; i++) {
-		uint64_t w = loop->timers[i].when_ms;
-		int d = w <= now ? 0 : (w - now > 3600000 ? 3600000 : (int)(w - now));
+		int d = until(loop->timers[i].when_ms, now);
+		if (timeout_ms < 0 || d < timeout_ms)
+			timeout_ms = d;
+	}
+	for (int i = 0; i < loop->npaused; i++) {
+		int d = until(loop->fevs[loop->paused[i]].resume_ms, now);
 		if (timeout_ms < 0 || d < timeout_ms)
 			timeout_ms = d;
 	}
@@ -204,6 +261,7 @@ int nlg_loop_run_once(struct nlg_loop *loop, int timeout_ms)
 		struct nlg_fev *f = &loop->fevs[fd];
 		f->fn(loop, fd, evs[i].events, f->data);
 	}
+	resume_due(loop);
 	run_timers(loop);
 	return n;
 }

@@ -19,6 +19,10 @@ void nlg_loop_destroy(struct nlg_loop *loop); /* accepts NULL */
 int nlg_loop_add_fd(struct nlg_loop *loop, int fd, uint32_t events, nlg_io_fn *fn, void *data);
 int nlg_loop_mod_fd(struct nlg_loop *loop, int fd, uint32_t events);
 void nlg_loop_del_fd(struct nlg_loop *loop, int fd);
+/* Stop watching fd for ms, then watch it again as before. A source under a
+ * flood uses it to read in larger batches: fewer wakeups for the same
+ * events, each waiting at most ms longer. No-op if fd is already paused. */
+int nlg_loop_pause_fd(struct nlg_loop *loop, int fd, uint64_t ms);
 
 /* Returns a timer id (> 0) or a negative errno. */
 int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_fn *fn,

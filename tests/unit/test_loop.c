@@ -119,12 +119,53 @@ static void fd_events_and_delete_inside_handler(void **state)
 	close(a[0]), close(a[1]), close(b[0]), close(b[1]);
 }
 
+static void count_read(struct nlg_loop *loop, int fd, uint32_t events, void *data)
+{
+	char b[16];
+	NLG_UNUSED(loop);
+	NLG_UNUSED(events);
+	assert_true(read(fd, b, sizeof(b)) > 0);
+	(*(int *)data)++;
+}
+
+static void paused_fd_waits_then_resumes(void **state)
+{
+	struct nlg_loop *loop = nlg_loop_create();
+	int p[2], reads = 0;
+	(void)state;
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(nlg_loop_add_fd(loop, p[0], EPOLLIN, count_read, &reads), 0);
+	assert_int_equal(nlg_loop_pause_fd(loop, p[0], 40), 0);
+	assert_int_equal(nlg_loop_pause_fd(loop, p[0], 1000), 0); /* already paused: kept */
+	assert_int_equal(write(p[1], "x", 1), 1);
+	uint64_t start = nlg_now_ms();
+	assert_int_equal(nlg_loop_run_once(loop, 0), 0);
+	assert_int_equal(reads, 0);
+	while (!reads && nlg_now_ms() - start < 2000)
+		nlg_loop_run_once(loop, -1); /* the pause bounds the wait */
+	assert_int_equal(reads, 1);
+	assert_true(nlg_now_ms() - start >= 40);
+	assert_true(nlg_now_ms() - start < 1000);
+	/* watched again as before */
+	assert_int_equal(write(p[1], "y", 1), 1);
+	assert_int_equal(nlg_loop_run_once(loop, 100), 1);
+	assert_int_equal(reads, 2);
+	/* deleting a paused fd forgets the pause */
+	assert_int_equal(nlg_loop_pause_fd(loop, p[0], 50), 0);
+	nlg_loop_del_fd(loop, p[0]);
+	assert_int_equal(nlg_loop_pause_fd(loop, p[0], 50), -ENOENT);
+	nlg_loop_destroy(loop);
+	close(p[0]), close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(timers_fire_in_due_order),
 		cmocka_unit_test(repeating_timer_deletes_another_and_stops),
 		cmocka_unit_test(fd_events_and_delete_inside_handler),
+		cmocka_unit_test(paused_fd_waits_then_resumes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
