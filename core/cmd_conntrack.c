@@ -214,9 +214,7 @@ static int parse_args(int argc, char **argv, struct ct_args *a, int watch)
 			fputs(filter_help, stdout);
 			return 0;
 		default:
-			fputs(usage, stderr);
-			fputs(filter_help, stderr);
-			return 2;
+			return nlg_cmd_badopt(watch ? "watch conntrack" : "dump conntrack", argv);
 		}
 	}
 	if (optind < argc)

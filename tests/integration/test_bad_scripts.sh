@@ -147,6 +147,11 @@ expect_error dump sockets --sport 99999
 expect_error dump sockets --netns "nlgt-no-such-netns-$$"
 expect_error tail --frobnicate
 expect_error tail "$T/no-such-feed.sock"
+expect_error dump conntrack --frobnicate
+expect_error watch conntrack --frobnicate
+expect_error watch conntrack -p
+expect_error watch conntrack --reliable sometimes
+expect_error watch frobnicate
 expect_error fields no-such-kind
 expect_error fields --frobnicate
 
@@ -164,6 +169,8 @@ done
 expect_help dump --help
 expect_help dump sockets --help
 expect_help dump sockets -h
+expect_help dump conntrack --help
+expect_help watch conntrack --help
 "$NLGATE" fields sock >"$T/out" 2>"$T/err" || nlg_fail "nlgate fields sock: $(cat "$T/err")"
 for f in family proto state src sport dst dport uid inode cookie rtt_us total_retrans snd_cwnd cong; do
 	grep -qw -- "$f" "$T/out" || nlg_fail "nlgate fields sock does not list $f"
