@@ -92,6 +92,7 @@ static void push_stats(lua_State *L, struct lua_sockets *ls)
 	if (st) {
 		SET("malformed", st->malformed);
 		SET("skipped", st->skipped);
+		SET("fallbacks", st->fallbacks);
 	}
 	if (nl) {
 		SET("messages", nl->msgs);
