@@ -70,6 +70,11 @@ struct nlg_batch {
 	int stats_ref;    /* registry ref of a stats table, or LUA_NOREF */
 };
 struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s);
+/* Call the handler fn_ref with a batch over recs[0..n), valid for the call
+ * only; the stats table on top of the stack becomes batch:stats() (popped).
+ * Returns nlg_gw_call's result. */
+int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg_schema *s,
+		   const void *recs, size_t n, const char *what);
 
 /* Encode any Lua value as msgpack (tables: sequences as arrays, else maps). */
 int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth);

@@ -180,19 +180,10 @@ static void on_batch(void *data)
 		return;
 	}
 	lc->batches++;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, lc->batch_ref);
-	struct nlg_batch *b = nlg_batch_new(L, &nlg_ct_schema);
-	b->recs = lc->recs;
-	b->n = lc->nrecs;
 	push_stats(L, lc);
-	b->stats_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_pushvalue(L, -1);
-	lua_insert(L, -3); /* keep the batch to invalidate it after the call */
-	if (nlg_gw_call(lc->gw, L, 1, "conntrack:batch") < 0)
+	if (nlg_batch_call(lc->gw, L, lc->batch_ref, &nlg_ct_schema, lc->recs, lc->nrecs,
+			   "conntrack:batch") < 0)
 		lc->handler_errors++;
-	b->recs = NULL;
-	b->n = 0;
-	lua_pop(L, 1);
 	lc->nrecs = 0;
 	/* Don't hold a flood's worth of records between read steps. */
 	if (lc->caprecs > 4096) {
@@ -449,13 +440,7 @@ static void parse_reliable(lua_State *L, struct lua_ct *lc)
 		    lua_toboolean(L, -1) ? NLG_CT_RELIABLE_DESTROY : NLG_CT_RELIABLE_OFF;
 	} else if (t == LUA_TSTRING) {
 		const char *s = lua_tostring(L, -1);
-		if (!strcmp(s, "destroy") || !strcmp(s, "on"))
-			lc->o.reliable = NLG_CT_RELIABLE_DESTROY;
-		else if (!strcmp(s, "all"))
-			lc->o.reliable = NLG_CT_RELIABLE_ALL;
-		else if (!strcmp(s, "off"))
-			lc->o.reliable = NLG_CT_RELIABLE_OFF;
-		else
+		if (nlg_ct_parse_reliable(s, &lc->o.reliable) < 0)
 			luaL_error(L,
 				   "gw.conntrack: bad reliable '%s' (destroy, all, off, true, "
 				   "false)",

@@ -295,6 +295,26 @@ struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
 	return b;
 }
 
+int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg_schema *s,
+		   const void *recs, size_t n, const char *what)
+{
+	int stats_ref = luaL_ref(L, LUA_REGISTRYINDEX), rc;
+	struct nlg_batch *b;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+	b = nlg_batch_new(L, s);
+	b->recs = recs;
+	b->n = n;
+	b->stats_ref = stats_ref;
+	lua_pushvalue(L, -1);
+	lua_insert(L, -3); /* keep the batch to invalidate it after the call */
+	rc = nlg_gw_call(gw, L, 1, what);
+	b->recs = NULL;
+	b->n = 0;
+	lua_pop(L, 1);
+	return rc;
+}
+
 void nlg_view_register(lua_State *L)
 {
 	luaL_newmetatable(L, VIEW_MT);

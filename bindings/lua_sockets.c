@@ -136,18 +136,10 @@ static void poll_finish(struct lua_sockets *ls, int rc)
 		ls->max_ms = ms;
 	ls->last_records = ls->poll_records;
 	if (ls->dump_ref != LUA_NOREF) {
-		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->dump_ref);
-		struct nlg_batch *b = nlg_batch_new(L, &nlg_sock_schema);
-		b->recs = ls->recs;
-		b->n = ls->nrecs;
 		push_stats(L, ls);
-		b->stats_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-		lua_pushvalue(L, -1);
-		lua_insert(L, -3); /* keep the batch to invalidate it after the call */
-		if (nlg_gw_call(ls->gw, L, 1, "sockets:dump") < 0)
+		if (nlg_batch_call(ls->gw, L, ls->dump_ref, &nlg_sock_schema, ls->recs, ls->nrecs,
+				   "sockets:dump") < 0)
 			ls->handler_errors++;
-		b->recs = NULL;
-		lua_pop(L, 1);
 	}
 	ls->nrecs = 0;
 	/* Don't hold a 100k-record array between polls. */

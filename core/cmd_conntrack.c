@@ -174,13 +174,7 @@ static int parse_args(int argc, char **argv, struct ct_args *a, int watch)
 						    optarg);
 			break;
 		case 'r':
-			if (!strcmp(optarg, "destroy") || !strcmp(optarg, "on"))
-				a->o.reliable = NLG_CT_RELIABLE_DESTROY;
-			else if (!strcmp(optarg, "all"))
-				a->o.reliable = NLG_CT_RELIABLE_ALL;
-			else if (!strcmp(optarg, "off"))
-				a->o.reliable = NLG_CT_RELIABLE_OFF;
-			else
+			if (nlg_ct_parse_reliable(optarg, &a->o.reliable) < 0)
 				return nlg_cmd_fail(
 				    "watch conntrack: --reliable takes destroy, all "
 				    "or off");

@@ -54,6 +54,19 @@ int nlg_ct_parse_events(const char *s, unsigned *events)
 	return 0;
 }
 
+int nlg_ct_parse_reliable(const char *s, int *mode)
+{
+	if (!strcmp(s, "destroy") || !strcmp(s, "on"))
+		*mode = NLG_CT_RELIABLE_DESTROY;
+	else if (!strcmp(s, "all"))
+		*mode = NLG_CT_RELIABLE_ALL;
+	else if (!strcmp(s, "off"))
+		*mode = NLG_CT_RELIABLE_OFF;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 /* ---- dump requests ------------------------------------------------------- */
 
 struct nlmsghdr *nlg_ct_dump_request(void *buf, size_t len, const struct nlg_ct_filter *f)

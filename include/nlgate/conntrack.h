@@ -98,6 +98,8 @@ struct nlg_ct_opts {
 void nlg_ct_opts_default(struct nlg_ct_opts *o);
 /* Parse "new,update,destroy" (or "all") into NLG_CT_EV_* bits. */
 int nlg_ct_parse_events(const char *s, unsigned *events);
+/* "destroy" (or "on"), "all", "off" → NLG_CT_RELIABLE_*; -EINVAL otherwise. */
+int nlg_ct_parse_reliable(const char *s, int *mode);
 
 struct nlg_ct_stats {
 	uint64_t received;	       /* event messages read from the kernel */
