@@ -37,7 +37,7 @@ bench: deps build
 	bash tests/bench/sockets
 
 format:
-	clang-format -i core/*.c include/nlgate/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/bench/*.c
+	clang-format -i core/*.c core/*.h include/nlgate/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/bench/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

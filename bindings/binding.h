@@ -15,18 +15,18 @@
 /* Something gw.stats() reports: sources and outputs register themselves. */
 struct nlg_gw_stat {
 	struct nlg_gw_stat *next, *prev;
-	const char *group; /* "sockets", "feeds", ... */
+	const char *group;				    /* "sockets", "feeds", ... */
 	void (*push)(lua_State *L, struct nlg_gw_stat *st); /* push one table */
 };
 
 struct nlg_gw {
 	struct nlg_loop *loop;
-	int own_loop;            /* module mode: the loop is ours to destroy */
-	lua_State *L;            /* thread handlers run on (set at each entry) */
+	int own_loop; /* module mode: the loop is ours to destroy */
+	lua_State *L; /* thread handlers run on (set at each entry) */
 	uint64_t calls, errors, budget_kills;
 	uint64_t insn_budget, insn_used;
 	struct nlg_gw_stat stats; /* list head */
-	struct nlg_buf enc;      /* shared encode buffer for sends */
+	struct nlg_buf enc;	  /* shared encode buffer for sends */
 	msgpack_packer pk;
 	int closing;
 };
@@ -46,9 +46,9 @@ void nlg_gw_stat_del(struct nlg_gw_stat *st);
  * borrowed view is valid only during the handler call it was passed to. */
 struct nlg_view {
 	const struct nlg_schema *s;
-	const void *rec;    /* NULL once invalidated */
-	int owned;          /* rec points at the bytes after this struct */
-	int kind;           /* 1-based position of s in nlg_schemas */
+	const void *rec; /* NULL once invalidated */
+	int owned;	 /* rec points at the bytes after this struct */
+	int kind;	 /* 1-based position of s in nlg_schemas */
 };
 void nlg_view_register(lua_State *L);
 /* A reusable borrowed view: push it, then nlg_view_set() per record. */
@@ -67,7 +67,7 @@ struct nlg_batch {
 	const struct nlg_schema *s;
 	const void *recs; /* NULL once invalidated */
 	size_t n;
-	int stats_ref;    /* registry ref of a stats table, or LUA_NOREF */
+	int stats_ref; /* registry ref of a stats table, or LUA_NOREF */
 };
 struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s);
 /* Call the handler fn_ref with a batch over recs[0..n), valid for the call

@@ -11,12 +11,12 @@
 #include "binding.h"
 #include "nlgate/conntrack.h"
 
-#define CT_MT	   "nlgate.conntrack"
-#define CT_TICK_MS 250
+#define CT_MT	     "nlgate.conntrack"
+#define CT_TICK_MS   250
 #define CT_LINGER_MS 1 /* as `watch conntrack --linger`: batches a flood's reads */
-#define CT_MAX_FDS 4
-#define CT_GIVE_UP 1000 /* consecutive read errors before the source stops */
-#define CT_LOG_GAP 1000 /* ms between two logged errors of one source */
+#define CT_MAX_FDS   4
+#define CT_GIVE_UP   1000 /* consecutive read errors before the source stops */
+#define CT_LOG_GAP   1000 /* ms between two logged errors of one source */
 
 struct lua_ct {
 	struct nlg_gw *gw;
@@ -611,8 +611,8 @@ int nlg_lua_conntrack(lua_State *L)
 	parse_mark_zone(L, lc);
 	parse_rcvbuf(L, lc);
 	lua_getfield(L, 1, "linger");
-	lc->linger_ms = lua_isnil(L, -1) ? CT_LINGER_MS
-					 : nlg_lua_checkduration(L, -1, "gw.conntrack linger");
+	lc->linger_ms =
+	    lua_isnil(L, -1) ? CT_LINGER_MS : nlg_lua_checkduration(L, -1, "gw.conntrack linger");
 	lua_pop(L, 1);
 	if (lc->linger_ms > 1000)
 		return luaL_error(L, "gw.conntrack: linger must be at most 1s");

@@ -7,7 +7,7 @@
 #include "binding.h"
 #include "nlgate/record.h"
 
-#define VIEW_MT  "nlgate.view"
+#define VIEW_MT	 "nlgate.view"
 #define BATCH_MT "nlgate.batch"
 
 /* Views of every kind share one metatable; its __index closure holds, as
@@ -136,10 +136,10 @@ static int view_kind(lua_State *L)
 }
 
 static const luaL_Reg view_methods[] = {
-	{ "table", view_table },
-	{ "copy", view_copy },
-	{ "kind", view_kind },
-	{ NULL, NULL },
+    {"table", view_table},
+    {"copy", view_copy},
+    {"kind", view_kind},
+    {NULL, NULL},
 };
 
 /* __index(view, key): upvalue 1 is the method table. Field lookups go through
@@ -188,7 +188,7 @@ struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
 {
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v), 0);
 
-	*v = (struct nlg_view){ .s = s, .kind = kind_of(s) };
+	*v = (struct nlg_view){.s = s, .kind = kind_of(s)};
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -198,7 +198,7 @@ struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const v
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + s->rec_size, 0);
 
 	memcpy(v + 1, rec, s->rec_size);
-	*v = (struct nlg_view){ .s = s, .rec = v + 1, .owned = 1, .kind = kind_of(s) };
+	*v = (struct nlg_view){.s = s, .rec = v + 1, .owned = 1, .kind = kind_of(s)};
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -256,9 +256,9 @@ static int batch_records(lua_State *L)
 }
 
 static const luaL_Reg batch_methods[] = {
-	{ "stats", batch_stats },
-	{ "records", batch_records },
-	{ NULL, NULL },
+    {"stats", batch_stats},
+    {"records", batch_records},
+    {NULL, NULL},
 };
 
 /* batch[i] → an owned copy (valid after the handler); methods by name. */
@@ -290,7 +290,7 @@ struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
 {
 	struct nlg_batch *b = lua_newuserdatauv(L, sizeof(*b), 0);
 
-	*b = (struct nlg_batch){ .s = s, .stats_ref = LUA_NOREF };
+	*b = (struct nlg_batch){.s = s, .stats_ref = LUA_NOREF};
 	luaL_setmetatable(L, BATCH_MT);
 	return b;
 }

@@ -21,8 +21,8 @@ struct lua_sockets {
 	int64_t timer;
 	int each_ref, dump_ref, view_ref, self_ref;
 	struct nlg_view *view;
-	int running;      /* a poll is in flight */
-	int registered;   /* fd is in the loop */
+	int running;	/* a poll is in flight */
+	int registered; /* fd is in the loop */
 	uint64_t started_ms, started_ns;
 	/* the current poll's records, kept only when a :dump handler exists */
 	struct nlg_sock *recs;
@@ -252,7 +252,7 @@ static int l_poll(lua_State *L)
 		int ep = epoll_create1(EPOLL_CLOEXEC);
 		if (ep < 0)
 			break;
-		ev = (struct epoll_event){ .events = EPOLLIN };
+		ev = (struct epoll_event){.events = EPOLLIN};
 		epoll_ctl(ep, EPOLL_CTL_ADD, nlg_sockdiag_fd(ls->sd), &ev);
 		while (ls->running) {
 			if (epoll_wait(ep, &ev, 1, 5000) <= 0)
@@ -306,8 +306,8 @@ static int l_close(lua_State *L)
 }
 
 static const luaL_Reg methods[] = {
-	{ "each", l_each },   { "dump", l_dump },   { "poll", l_poll },
-	{ "stats", l_stats }, { "close", l_close }, { NULL, NULL },
+    {"each", l_each},	{"dump", l_dump},   {"poll", l_poll},
+    {"stats", l_stats}, {"close", l_close}, {NULL, NULL},
 };
 
 static const char *opt_string(lua_State *L, const char *key, const char *def)
@@ -355,14 +355,20 @@ static int parse_list(const char *list, const char *const *names, const uint32_t
 
 int nlg_lua_sockets(lua_State *L)
 {
-	static const char *const proto_names[] = { "tcp", "udp", "mptcp", "all", NULL };
-	static const uint32_t proto_bits[] = { NLG_SD_TCP, NLG_SD_UDP, NLG_SD_MPTCP,
-					       NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP };
-	static const char *const fam_names[] = { "inet", "inet6", "ipv4", "ipv6", "4", "6", "all", NULL };
-	static const uint32_t fam_bits[] = { NLG_SD_INET, NLG_SD_INET6, NLG_SD_INET, NLG_SD_INET6,
-					     NLG_SD_INET, NLG_SD_INET6, NLG_SD_INET | NLG_SD_INET6 };
+	static const char *const proto_names[] = {"tcp", "udp", "mptcp", "all", NULL};
+	static const uint32_t proto_bits[] = {NLG_SD_TCP, NLG_SD_UDP, NLG_SD_MPTCP,
+					      NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP};
+	static const char *const fam_names[] = {"inet", "inet6", "ipv4", "ipv6",
+						"4",	"6",	 "all",	 NULL};
+	static const uint32_t fam_bits[] = {NLG_SD_INET,
+					    NLG_SD_INET6,
+					    NLG_SD_INET,
+					    NLG_SD_INET6,
+					    NLG_SD_INET,
+					    NLG_SD_INET6,
+					    NLG_SD_INET | NLG_SD_INET6};
 	struct nlg_gw *gw = nlg_gw_get(L);
-	struct nlg_err err = { { 0 } };
+	struct nlg_err err = {{0}};
 	struct lua_sockets *ls;
 	const char *s;
 

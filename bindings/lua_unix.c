@@ -65,7 +65,8 @@ static int l_send(lua_State *L)
 	nlg_buf_reset(&gw->enc);
 	if (v) {
 		if (!v->rec)
-			return luaL_error(L, "%s record used after its handler returned", v->s->kind);
+			return luaL_error(L, "%s record used after its handler returned",
+					  v->s->kind);
 		if (nlg_enc_mp_frame(&gw->pk, tag, taglen, now, v->s, v->rec) < 0)
 			return luaL_error(L, "send: out of memory");
 	} else {
@@ -103,17 +104,17 @@ static int l_close(lua_State *L)
 }
 
 static const luaL_Reg methods[] = {
-	{ "send", l_send },
-	{ "stats", l_stats },
-	{ "close", l_close },
-	{ NULL, NULL },
+    {"send", l_send},
+    {"stats", l_stats},
+    {"close", l_close},
+    {NULL, NULL},
 };
 
 int nlg_lua_unix(lua_State *L)
 {
 	struct nlg_gw *gw = nlg_gw_get(L);
-	struct nlg_out_unix_opts o = { 0 };
-	struct nlg_err err = { { 0 } };
+	struct nlg_out_unix_opts o = {0};
+	struct nlg_err err = {{0}};
 	struct lua_unix *lu;
 
 	if (lua_type(L, 1) == LUA_TSTRING) { /* gw.unix "path" */

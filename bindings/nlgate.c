@@ -14,7 +14,7 @@
 #include "binding.h"
 #include "nlgate/script.h"
 
-#define GW_KEY   "nlgate.gw"
+#define GW_KEY	 "nlgate.gw"
 #define LOOP_KEY "nlgate.loop"
 #define TIMER_MT "nlgate.timer"
 
@@ -43,7 +43,8 @@ static int traceback(lua_State *L)
 		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
 			msg = lua_tostring(L, -1);
 		else
-			msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+			msg =
+			    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	}
 	luaL_traceback(L, L, msg, 1);
 	return 1;
@@ -93,7 +94,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	if (gw->insn_used > gw->insn_budget) {
 		gw->budget_kills++;
 		gw->insn_used = 0;
-		luaL_error(L, "instruction budget exceeded (%d instructions)", (int)gw->insn_budget);
+		luaL_error(L, "instruction budget exceeded (%d instructions)",
+			   (int)gw->insn_budget);
 	}
 }
 
@@ -140,8 +142,10 @@ static int gw_stats(lua_State *L)
 	getrusage(RUSAGE_SELF, &ru);
 	lua_newtable(L);
 	set_int(L, "maxrss_kb", (uint64_t)ru.ru_maxrss);
-	set_int(L, "cpu_user_ms", (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000);
-	set_int(L, "cpu_sys_ms", (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000);
+	set_int(L, "cpu_user_ms",
+		(uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000);
+	set_int(L, "cpu_sys_ms",
+		(uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000);
 	lua_setfield(L, -2, "process");
 	/* Walk oldest first so each group's array is in creation order. */
 	struct nlg_gw_stat *st = gw->stats.prev;
@@ -208,7 +212,7 @@ static int timer_new(lua_State *L, int repeat)
 	if (repeat && ms == 0)
 		return luaL_error(L, "gw.every: interval must be > 0");
 	t = lua_newuserdatauv(L, sizeof(*t), 0);
-	*t = (struct lua_timer){ .gw = gw, .every_ms = repeat ? ms : 0 };
+	*t = (struct lua_timer){.gw = gw, .every_ms = repeat ? ms : 0};
 	luaL_setmetatable(L, TIMER_MT);
 	lua_pushvalue(L, 2);
 	t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -363,20 +367,20 @@ static int gw_gc(lua_State *L)
 }
 
 static const luaL_Reg gw_funcs[] = {
-	{ "sockets", nlg_lua_sockets },
+    {"sockets", nlg_lua_sockets},
 #ifdef NLGATE_HAVE_CT
-	{ "conntrack", nlg_lua_conntrack },
+    {"conntrack", nlg_lua_conntrack},
 #endif
-	{ "unix", nlg_lua_unix },
-	{ "every", gw_every },
-	{ "after", gw_after },
-	{ "stats", gw_stats },
-	{ "log", gw_log },
-	{ "stop", gw_stop },
-	{ "now", gw_now },
-	{ "run", gw_run },
-	{ "fields", gw_fields },
-	{ NULL, NULL },
+    {"unix", nlg_lua_unix},
+    {"every", gw_every},
+    {"after", gw_after},
+    {"stats", gw_stats},
+    {"log", gw_log},
+    {"stop", gw_stop},
+    {"now", gw_now},
+    {"run", gw_run},
+    {"fields", gw_fields},
+    {NULL, NULL},
 };
 
 int luaopen_nlgate(lua_State *L)
@@ -464,7 +468,10 @@ static int panic(lua_State *L)
 static void sandbox(lua_State *L)
 {
 	static const char *const drop[][2] = {
-		{ "os", "execute" }, { "os", "exit" }, { "io", "popen" }, { "package", "loadlib" },
+	    {"os", "execute"},
+	    {"os", "exit"},
+	    {"io", "popen"},
+	    {"package", "loadlib"},
 	};
 	for (size_t i = 0; i < NLG_ARRAY_SIZE(drop); i++) {
 		lua_getglobal(L, drop[i][0]);

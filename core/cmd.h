@@ -30,11 +30,11 @@ int nlg_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Buffered record printer to a stdio-free fd (default 1). */
 struct nlg_printer {
 	int fd;
-	int msgpack;          /* 0: JSON lines, 1: msgpack maps back to back */
+	int msgpack; /* 0: JSON lines, 1: msgpack maps back to back */
 	struct nlg_buf buf;
 	msgpack_packer pk;
 	uint64_t records;
-	int error;            /* first write error (negative errno) */
+	int error; /* first write error (negative errno) */
 };
 void nlg_printer_init(struct nlg_printer *p, int fd, int msgpack);
 /* Append one record; flushes when the buffer passes 256 KiB. */

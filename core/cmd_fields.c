@@ -11,8 +11,8 @@ static void print_kind(const struct nlg_schema *s, int markdown)
 		printf("### `%s` — %s\n\n| field | type | description |\n|---|---|---|\n", s->kind,
 		       s->desc);
 		for (size_t i = 0; i < s->nfields; i++)
-			printf("| `%s` | %s | %s |\n", s->fields[i].name, nlg_ftype_name(s->fields[i].type),
-			       s->fields[i].desc);
+			printf("| `%s` | %s | %s |\n", s->fields[i].name,
+			       nlg_ftype_name(s->fields[i].type), s->fields[i].desc);
 		putchar('\n');
 		return;
 	}
@@ -30,12 +30,14 @@ int nlg_cmd_fields(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			puts("usage: nlgate fields [--markdown] [KIND]\n"
-			     "List the fields of each record kind (or of KIND): name, type, meaning.");
+			     "List the fields of each record kind (or of KIND): name, type, "
+			     "meaning.");
 			return 0;
 		} else if (!strcmp(argv[i], "--markdown")) {
 			markdown = 1;
 		} else if (argv[i][0] == '-' || kind) {
-			return nlg_cmd_fail("fields: unexpected argument '%s' (see --help)", argv[i]);
+			return nlg_cmd_fail("fields: unexpected argument '%s' (see --help)",
+					    argv[i]);
 		} else {
 			kind = argv[i];
 		}

@@ -9,7 +9,7 @@
 
 void nlg_printer_init(struct nlg_printer *p, int fd, int msgpack)
 {
-	*p = (struct nlg_printer){ .fd = fd, .msgpack = msgpack };
+	*p = (struct nlg_printer){.fd = fd, .msgpack = msgpack};
 	nlg_buf_init(&p->buf);
 	nlg_mp_init(&p->pk, &p->buf);
 }

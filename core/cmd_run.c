@@ -24,19 +24,20 @@
 #endif
 
 static const char run_usage[] =
-	"usage: nlgate run [OPTIONS] [SCRIPT]\n"
-	"Run a Lua pipeline script. Without SCRIPT, the default pipeline: socket\n"
-	"polling, a feed on ./nlgate.sock and a live summary on the terminal.\n\n"
-	"  -m, --mem-limit MIB   memory the script may use (default 256)\n"
-	"  -b, --budget N        VM instructions per handler call (default 50000000, 0 = off)\n"
-	"  -u, --user USER       after the script has opened its sources, switch to USER,\n"
-	"                        keeping only CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN\n"
-	"  -h, --help            this help\n\n"
-	"Signals: INT/TERM stop (feeds are drained), HUP reloads the script; if the\n"
-	"new one fails to load, the previous one is started again.\n";
+    "usage: nlgate run [OPTIONS] [SCRIPT]\n"
+    "Run a Lua pipeline script. Without SCRIPT, the default pipeline: socket\n"
+    "polling, a feed on ./nlgate.sock and a live summary on the terminal.\n\n"
+    "  -m, --mem-limit MIB   memory the script may use (default 256)\n"
+    "  -b, --budget N        VM instructions per handler call (default 50000000, 0 = off)\n"
+    "  -u, --user USER       after the script has opened its sources, switch to USER,\n"
+    "                        keeping only CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN\n"
+    "  -h, --help            this help\n\n"
+    "Signals: INT/TERM stop (feeds are drained), HUP reloads the script; if the\n"
+    "new one fails to load, the previous one is started again.\n";
 
-static const char check_usage[] = "usage: nlgate check SCRIPT\n"
-				  "Compile a pipeline script and report the first error as file:line.\n";
+static const char check_usage[] =
+    "usage: nlgate check SCRIPT\n"
+    "Compile a pipeline script and report the first error as file:line.\n";
 
 struct run_ctx {
 	struct nlg_loop *loop;
@@ -104,7 +105,7 @@ static void on_signal(struct nlg_loop *loop, int fd, uint32_t events, void *data
  * paths); if the new one fails while starting, the old script starts again. */
 static int reload(struct run_ctx *ctx, const char *prev_text, size_t prev_len, int *replaced)
 {
-	struct nlg_err err = { { 0 } };
+	struct nlg_err err = {{0}};
 	lua_State *probe = luaL_newstate();
 	int ok = probe && luaL_loadfile(probe, ctx->script) == LUA_OK;
 
@@ -122,8 +123,7 @@ static int reload(struct run_ctx *ctx, const char *prev_text, size_t prev_len, i
 		*replaced = 1;
 		return 0;
 	}
-	fprintf(stderr, "nlgate: reload failed: %s; starting the previous script again\n",
-		err.msg);
+	fprintf(stderr, "nlgate: reload failed: %s; starting the previous script again\n", err.msg);
 	ctx->L = nlg_lua_new(ctx->loop, &ctx->lopts, &err);
 	if (!ctx->L)
 		return -ENOMEM;
@@ -160,15 +160,15 @@ static char *slurp(const char *path, size_t *len)
 int nlg_cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "mem-limit", required_argument, NULL, 'm' },
-		{ "budget", required_argument, NULL, 'b' },
-		{ "user", required_argument, NULL, 'u' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"mem-limit", required_argument, NULL, 'm'},
+	    {"budget", required_argument, NULL, 'b'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char script[PATH_MAX], lpath[3 * PATH_MAX];
-	struct run_ctx ctx = { .sfd = -1 };
-	struct nlg_err err = { { 0 } };
+	struct run_ctx ctx = {.sfd = -1};
+	struct nlg_err err = {{0}};
 	sigset_t mask;
 	int c, rc = 1;
 	char *text = NULL;
@@ -216,7 +216,8 @@ int nlg_cmd_run(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	ctx.loop = nlg_loop_create();
 	ctx.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (!ctx.loop || ctx.sfd < 0 || nlg_loop_add_fd(ctx.loop, ctx.sfd, EPOLLIN, on_signal, &ctx) < 0) {
+	if (!ctx.loop || ctx.sfd < 0 ||
+	    nlg_loop_add_fd(ctx.loop, ctx.sfd, EPOLLIN, on_signal, &ctx) < 0) {
 		nlg_cmd_fail("run: cannot set up the event loop: %s", strerror(errno));
 		goto out;
 	}
@@ -266,7 +267,7 @@ out:
 
 int nlg_cmd_check(int argc, char **argv)
 {
-	struct nlg_err err = { { 0 } };
+	struct nlg_err err = {{0}};
 	struct nlg_loop *loop;
 	lua_State *L;
 	int rc;
@@ -281,7 +282,8 @@ int nlg_cmd_check(int argc, char **argv)
 		return 2;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "nlgate: check: give exactly one script (see `nlgate check --help`)\n");
+		fprintf(stderr,
+			"nlgate: check: give exactly one script (see `nlgate check --help`)\n");
 		return 2;
 	}
 	if (access(argv[1], R_OK) != 0)

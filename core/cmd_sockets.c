@@ -12,25 +12,25 @@
 #include "nlgate/sockdiag.h"
 
 static const char usage[] =
-	"usage: nlgate dump sockets [OPTIONS]\n"
-	"Dump the kernel's inet sockets (inet_diag), one JSON object per line.\n\n"
-	"  -t, --tcp           TCP sockets (default: TCP and UDP)\n"
-	"  -u, --udp           UDP sockets\n"
-	"  -M, --mptcp         MPTCP sockets\n"
-	"  -4, --ipv4          IPv4 only\n"
-	"  -6, --ipv6          IPv6 only\n"
-	"  -s, --state LIST    states, as ss takes them: all, connected, established,\n"
-	"                      listen, time-wait, syn-recv, ... (default: all)\n"
-	"  -i, --info LIST     extensions: tcp_info, meminfo, skmem, cong, tos, vegas,\n"
-	"                      bbr, all, none (default: tcp_info,cong)\n"
-	"      --sport N       only sockets with local port N (filtered in the kernel)\n"
-	"      --dport N       only sockets with peer port N (filtered in the kernel)\n"
-	"  -n, --netns NAME    dump in network namespace NAME (/run/netns/NAME)\n"
-	"  -m, --msgpack       print msgpack maps instead of JSON lines\n"
-	"      --raw FILE      also write the raw netlink replies to FILE (fixtures)\n"
-	"  -h, --help          this help\n\n"
-	"Needs no privilege (entering another namespace needs CAP_SYS_ADMIN).\n"
-	"Fields: `nlgate fields sock`.\n";
+    "usage: nlgate dump sockets [OPTIONS]\n"
+    "Dump the kernel's inet sockets (inet_diag), one JSON object per line.\n\n"
+    "  -t, --tcp           TCP sockets (default: TCP and UDP)\n"
+    "  -u, --udp           UDP sockets\n"
+    "  -M, --mptcp         MPTCP sockets\n"
+    "  -4, --ipv4          IPv4 only\n"
+    "  -6, --ipv6          IPv6 only\n"
+    "  -s, --state LIST    states, as ss takes them: all, connected, established,\n"
+    "                      listen, time-wait, syn-recv, ... (default: all)\n"
+    "  -i, --info LIST     extensions: tcp_info, meminfo, skmem, cong, tos, vegas,\n"
+    "                      bbr, all, none (default: tcp_info,cong)\n"
+    "      --sport N       only sockets with local port N (filtered in the kernel)\n"
+    "      --dport N       only sockets with peer port N (filtered in the kernel)\n"
+    "  -n, --netns NAME    dump in network namespace NAME (/run/netns/NAME)\n"
+    "  -m, --msgpack       print msgpack maps instead of JSON lines\n"
+    "      --raw FILE      also write the raw netlink replies to FILE (fixtures)\n"
+    "  -h, --help          this help\n\n"
+    "Needs no privilege (entering another namespace needs CAP_SYS_ADMIN).\n"
+    "Fields: `nlgate fields sock`.\n";
 
 static int print_one(const struct nlg_sock *rec, void *data)
 {
@@ -51,19 +51,17 @@ static int parse_port(const char *s, uint16_t *port)
 int nlg_cmd_dump_sockets(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "tcp", no_argument, NULL, 't' },   { "udp", no_argument, NULL, 'u' },
-		{ "mptcp", no_argument, NULL, 'M' }, { "ipv4", no_argument, NULL, '4' },
-		{ "ipv6", no_argument, NULL, '6' },  { "state", required_argument, NULL, 's' },
-		{ "info", required_argument, NULL, 'i' },
-		{ "sport", required_argument, NULL, 'S' },
-		{ "dport", required_argument, NULL, 'D' },
-		{ "netns", required_argument, NULL, 'n' },
-		{ "msgpack", no_argument, NULL, 'm' }, { "raw", required_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },    { NULL, 0, NULL, 0 },
+	    {"tcp", no_argument, NULL, 't'},	     {"udp", no_argument, NULL, 'u'},
+	    {"mptcp", no_argument, NULL, 'M'},	     {"ipv4", no_argument, NULL, '4'},
+	    {"ipv6", no_argument, NULL, '6'},	     {"state", required_argument, NULL, 's'},
+	    {"info", required_argument, NULL, 'i'},  {"sport", required_argument, NULL, 'S'},
+	    {"dport", required_argument, NULL, 'D'}, {"netns", required_argument, NULL, 'n'},
+	    {"msgpack", no_argument, NULL, 'm'},     {"raw", required_argument, NULL, 'R'},
+	    {"help", no_argument, NULL, 'h'},	     {NULL, 0, NULL, 0},
 	};
-	struct nlg_sockdiag_req req = { 0 };
+	struct nlg_sockdiag_req req = {0};
 	const char *netns = NULL, *raw = NULL, *states = "all", *info = "tcp_info,cong";
-	struct nlg_err err = { { 0 } };
+	struct nlg_err err = {{0}};
 	struct nlg_printer p;
 	struct nlg_sockdiag *sd;
 	int c, msgpack = 0, rc, rawfd = -1;
@@ -114,7 +112,8 @@ int nlg_cmd_dump_sockets(int argc, char **argv)
 		}
 	}
 	if (optind < argc)
-		return nlg_cmd_fail("dump sockets: unexpected argument '%s' (see --help)", argv[optind]);
+		return nlg_cmd_fail("dump sockets: unexpected argument '%s' (see --help)",
+				    argv[optind]);
 	if (!req.protos)
 		req.protos = NLG_SD_TCP | NLG_SD_UDP;
 	if (!req.families)
@@ -130,7 +129,8 @@ int nlg_cmd_dump_sockets(int argc, char **argv)
 		rawfd = open(raw, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (rawfd < 0) {
 			nlg_sockdiag_close(sd);
-			return nlg_cmd_fail("dump sockets: cannot write %s: %s", raw, strerror(errno));
+			return nlg_cmd_fail("dump sockets: cannot write %s: %s", raw,
+					    strerror(errno));
 		}
 		nlg_nl_set_raw(nlg_sockdiag_nl(sd), rawfd);
 	}

@@ -12,13 +12,13 @@
 #include "cmd.h"
 
 static const char usage[] =
-	"usage: nlgate tail [OPTIONS] [SOCKET]\n"
-	"Connect to an nlgate feed (default ./nlgate.sock) and print its frames as\n"
-	"JSON lines: {\"tag\":...,\"time\":...,\"record\":{...}}.\n\n"
-	"  -n, --count N     exit after N frames\n"
-	"  -t, --tag PREFIX  only frames whose tag starts with PREFIX\n"
-	"  -m, --msgpack     copy the raw msgpack stream to stdout instead\n"
-	"  -h, --help        this help\n";
+    "usage: nlgate tail [OPTIONS] [SOCKET]\n"
+    "Connect to an nlgate feed (default ./nlgate.sock) and print its frames as\n"
+    "JSON lines: {\"tag\":...,\"time\":...,\"record\":{...}}.\n\n"
+    "  -n, --count N     exit after N frames\n"
+    "  -t, --tag PREFIX  only frames whose tag starts with PREFIX\n"
+    "  -m, --msgpack     copy the raw msgpack stream to stdout instead\n"
+    "  -h, --help        this help\n";
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -46,11 +46,13 @@ static int tag_matches(const struct nlg_buf *line, const char *prefix)
 int nlg_cmd_tail(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "count", required_argument, NULL, 'n' }, { "tag", required_argument, NULL, 't' },
-		{ "msgpack", no_argument, NULL, 'm' },     { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"count", required_argument, NULL, 'n'},
+	    {"tag", required_argument, NULL, 't'},
+	    {"msgpack", no_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	const char *path = "nlgate.sock", *tag = NULL;
 	long long count = -1, seen = 0;
 	struct nlg_buf in, out;
@@ -108,12 +110,14 @@ int nlg_cmd_tail(int argc, char **argv)
 			if (used == 0)
 				break;
 			if (used < 0) {
-				rc = nlg_cmd_fail("tail: %s does not speak the nlgate feed format", path);
+				rc = nlg_cmd_fail("tail: %s does not speak the nlgate feed format",
+						  path);
 				goto done;
 			}
 			if (!tag || tag_matches(&out, tag)) {
 				int w = msgpack ? write_all(1, in.data + off, (size_t)used)
-						: (nlg_buf_append(&out, "\n", 1), write_all(1, out.data, out.len));
+						: (nlg_buf_append(&out, "\n", 1),
+						   write_all(1, out.data, out.len));
 				if (w < 0)
 					goto done; /* stdout closed */
 				seen++;

@@ -83,7 +83,7 @@ static int fev_grow(struct nlg_loop *loop, int fd)
 
 int nlg_loop_add_fd(struct nlg_loop *loop, int fd, uint32_t events, nlg_io_fn *fn, void *data)
 {
-	struct epoll_event ev = { .events = events, .data.fd = fd };
+	struct epoll_event ev = {.events = events, .data.fd = fd};
 	int op, rc;
 
 	if (fd < 0)
@@ -93,13 +93,13 @@ int nlg_loop_add_fd(struct nlg_loop *loop, int fd, uint32_t events, nlg_io_fn *f
 	op = loop->fevs[fd].events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	if (epoll_ctl(loop->epfd, op, fd, &ev) < 0)
 		return -errno;
-	loop->fevs[fd] = (struct nlg_fev){ .fn = fn, .data = data, .events = events | EPOLLERR };
+	loop->fevs[fd] = (struct nlg_fev){.fn = fn, .data = data, .events = events | EPOLLERR};
 	return 0;
 }
 
 int nlg_loop_mod_fd(struct nlg_loop *loop, int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.fd = fd };
+	struct epoll_event ev = {.events = events, .data.fd = fd};
 
 	if (fd < 0 || fd >= loop->nfevs || !loop->fevs[fd].events)
 		return -ENOENT;
@@ -124,12 +124,12 @@ void nlg_loop_del_fd(struct nlg_loop *loop, int fd)
 		if (loop->paused[i] == fd)
 			unpause(loop, i);
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-	loop->fevs[fd] = (struct nlg_fev){ 0 };
+	loop->fevs[fd] = (struct nlg_fev){0};
 }
 
 int nlg_loop_pause_fd(struct nlg_loop *loop, int fd, uint64_t ms)
 {
-	struct epoll_event ev = { .events = 0, .data.fd = fd };
+	struct epoll_event ev = {.events = 0, .data.fd = fd};
 
 	if (fd < 0 || fd >= loop->nfevs || !loop->fevs[fd].events)
 		return -ENOENT;
@@ -150,7 +150,8 @@ static void resume_due(struct nlg_loop *loop)
 
 	for (int i = 0; i < loop->npaused;) {
 		int fd = loop->paused[i];
-		struct epoll_event ev = { .events = loop->fevs[fd].events & ~EPOLLERR, .data.fd = fd };
+		struct epoll_event ev = {.events = loop->fevs[fd].events & ~EPOLLERR,
+					 .data.fd = fd};
 		if (loop->fevs[fd].resume_ms > now) {
 			i++;
 			continue;
@@ -171,10 +172,10 @@ int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_f
 		loop->captimers = cap;
 	}
 	loop->timers[loop->ntimers++] = (struct nlg_timer){
-		.id = loop->next_id,
-		.when_ms = nlg_now_ms() + delay_ms,
-		.fn = fn,
-		.data = data,
+	    .id = loop->next_id,
+	    .when_ms = nlg_now_ms() + delay_ms,
+	    .fn = fn,
+	    .data = data,
 	};
 	return loop->next_id++;
 }
@@ -222,7 +223,8 @@ static void run_timers(struct nlg_loop *loop)
 		struct nlg_timer *due = NULL;
 		for (size_t i = 0; i < loop->ntimers; i++) {
 			struct nlg_timer *t = &loop->timers[i];
-			if (t->when_ms <= now && t->id < limit && (!due || t->when_ms < due->when_ms))
+			if (t->when_ms <= now && t->id < limit &&
+			    (!due || t->when_ms < due->when_ms))
 				due = t;
 		}
 		if (!due || loop->stop)

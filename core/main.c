@@ -14,17 +14,19 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-	{ "run", NULL, nlg_cmd_run, "run [SCRIPT]            run a pipeline (default: the shipped one)" },
-	{ "check", NULL, nlg_cmd_check, "check SCRIPT            compile a pipeline script, report errors" },
-	{ "dump", "sockets", nlg_cmd_dump_sockets, "dump sockets [OPTS]     one socket dump as JSON lines" },
+    {"run", NULL, nlg_cmd_run, "run [SCRIPT]            run a pipeline (default: the shipped one)"},
+    {"check", NULL, nlg_cmd_check,
+     "check SCRIPT            compile a pipeline script, report errors"},
+    {"dump", "sockets", nlg_cmd_dump_sockets,
+     "dump sockets [OPTS]     one socket dump as JSON lines"},
 #ifdef NLGATE_HAVE_CT
-	{ "dump", "conntrack", nlg_cmd_dump_conntrack,
-	  "dump conntrack [OPTS]   the conntrack table as JSON lines" },
-	{ "watch", "conntrack", nlg_cmd_watch_conntrack,
-	  "watch conntrack [OPTS]  conntrack events as JSON lines" },
+    {"dump", "conntrack", nlg_cmd_dump_conntrack,
+     "dump conntrack [OPTS]   the conntrack table as JSON lines"},
+    {"watch", "conntrack", nlg_cmd_watch_conntrack,
+     "watch conntrack [OPTS]  conntrack events as JSON lines"},
 #endif
-	{ "tail", NULL, nlg_cmd_tail, "tail [SOCKET]           print a feed as JSON lines" },
-	{ "fields", NULL, nlg_cmd_fields, "fields [KIND]           list record fields" },
+    {"tail", NULL, nlg_cmd_tail, "tail [SOCKET]           print a feed as JSON lines"},
+    {"fields", NULL, nlg_cmd_fields, "fields [KIND]           list record fields"},
 };
 
 int nlg_cmd_fail(const char *fmt, ...)
@@ -97,7 +99,8 @@ int main(int argc, char **argv)
 			return rc;
 		}
 		for (size_t j = i; j < NLG_ARRAY_SIZE(cmds); j++)
-			if (!strcmp(cmds[j].word, c->word) && cmds[j].sub && !strcmp(cmds[j].sub, argv[2]))
+			if (!strcmp(cmds[j].word, c->word) && cmds[j].sub &&
+			    !strcmp(cmds[j].sub, argv[2]))
 				return cmds[j].fn(argc - 2, argv + 2);
 		return nlg_cmd_fail("unknown '%s' target '%s' (try `nlgate %s --help`)", c->word,
 				    argv[2], c->word);

@@ -32,7 +32,7 @@ struct nlg_nl {
 	int raw_fd;
 	int has_io;
 	struct nlg_nl_io io;
-	unsigned char *buf; /* NLG_NL_BUFSIZE bytes */
+	unsigned char *buf;	/* NLG_NL_BUFSIZE bytes */
 	struct nl_batch *batch; /* nlg_nl_recv_events_batch's buffers, on first use */
 };
 

@@ -21,13 +21,13 @@ uint64_t nlg_priv_wanted(void)
 
 static int caps_get(struct __user_cap_data_struct d[2])
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	return syscall(SYS_capget, &h, d) < 0 ? -errno : 0;
 }
 
 static int caps_set(struct __user_cap_data_struct d[2])
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
 }
 
@@ -53,7 +53,8 @@ int nlg_priv_drop(const char *user, uint64_t keep, struct nlg_err *err)
 	kept = have & keep;
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
 	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-		return nlg_err_set(err, errno, "--user %s: %s (switching user needs CAP_SETUID and CAP_SETGID)",
+		return nlg_err_set(err, errno,
+				   "--user %s: %s (switching user needs CAP_SETUID and CAP_SETGID)",
 				   user, strerror(errno));
 	memset(d, 0, sizeof(struct __user_cap_data_struct) * 2);
 	d[0].permitted = d[0].effective = (uint32_t)kept;

@@ -16,11 +16,11 @@ extern struct nlg_schema nlg_ct_schema;
 #endif
 
 struct nlg_schema *const nlg_schemas[] = {
-	&nlg_sock_schema,
+    &nlg_sock_schema,
 #ifdef NLGATE_HAVE_CT
-	&nlg_ct_schema,
+    &nlg_ct_schema,
 #endif
-	NULL,
+    NULL,
 };
 
 static void key_init(struct nlg_fkey *k, const char *name)
@@ -71,9 +71,9 @@ int nlg_schema_field(const struct nlg_schema *s, const char *name)
 }
 
 static const char *const ftype_names[] = {
-	[NLG_T_U8] = "u8",     [NLG_T_U16] = "u16",   [NLG_T_U32] = "u32",     [NLG_T_U64] = "u64",
-	[NLG_T_I32] = "i32",   [NLG_T_I64] = "i64",   [NLG_T_BOOL] = "bool",   [NLG_T_ENUM] = "enum",
-	[NLG_T_ADDR] = "addr", [NLG_T_STR] = "string", [NLG_T_FLAGS] = "flags", [NLG_T_HEX] = "hex",
+    [NLG_T_U8] = "u8",	   [NLG_T_U16] = "u16",	   [NLG_T_U32] = "u32",	    [NLG_T_U64] = "u64",
+    [NLG_T_I32] = "i32",   [NLG_T_I64] = "i64",	   [NLG_T_BOOL] = "bool",   [NLG_T_ENUM] = "enum",
+    [NLG_T_ADDR] = "addr", [NLG_T_STR] = "string", [NLG_T_FLAGS] = "flags", [NLG_T_HEX] = "hex",
 };
 
 const char *nlg_ftype_name(enum nlg_ftype t)

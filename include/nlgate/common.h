@@ -15,18 +15,18 @@ struct nlg_err {
 
 /* Fill err (if not NULL) with a formatted message and return -abs(code). */
 int nlg_err_set(struct nlg_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Callback verdicts, as libmnl: continue, stop cleanly, or fail. */
 enum { NLG_CB_ERROR = -1, NLG_CB_STOP = 0, NLG_CB_OK = 1 };
 
-uint64_t nlg_now_ms(void);      /* CLOCK_MONOTONIC, milliseconds */
+uint64_t nlg_now_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
 uint64_t nlg_realtime_ns(void); /* CLOCK_REALTIME, nanoseconds */
 
 /* Parse "500ms", "2s", "1m", "1h" or a bare number of seconds; -EINVAL if bad. */
 int nlg_parse_duration_ms(const char *s, uint64_t *ms);
 
 #define NLG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define NLG_UNUSED(x)     (void)(x)
+#define NLG_UNUSED(x)	  (void)(x)
 
 #endif

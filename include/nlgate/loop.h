@@ -25,8 +25,7 @@ void nlg_loop_del_fd(struct nlg_loop *loop, int fd);
 int nlg_loop_pause_fd(struct nlg_loop *loop, int fd, uint64_t ms);
 
 /* Returns a timer id (> 0) or a negative errno. */
-int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_fn *fn,
-			   void *data);
+int64_t nlg_loop_add_timer(struct nlg_loop *loop, uint64_t delay_ms, nlg_timer_fn *fn, void *data);
 void nlg_loop_del_timer(struct nlg_loop *loop, int64_t id);
 
 /* Run one iteration, waiting at most timeout_ms (-1: until the next timer). */

@@ -19,17 +19,17 @@
 /* per recv. Kernel 6.18 caps dump skbs at ~32 KiB whatever the buffer: a
  * 15,000-socket inet_diag dump took 233 recvs with 32 KiB, 64 KiB, 256 KiB
  * and 1 MiB alike; 64 KiB leaves headroom for one oversized message. */
-#define NLG_NL_BUFSIZE (64 * 1024)
+#define NLG_NL_BUFSIZE	    (64 * 1024)
 #define NLG_NL_INTR_RETRIES 3
 
 struct nlg_nl_stats {
-	uint64_t msgs;     /* data messages handed to callbacks */
-	uint64_t bytes;    /* bytes received */
+	uint64_t msgs;	/* data messages handed to callbacks */
+	uint64_t bytes; /* bytes received */
 	uint64_t recvs;
 	uint64_t skipped;  /* NOOP and unknown control types skipped by length */
 	uint64_t bad_seq;  /* messages with a foreign sequence or port id, dropped */
 	uint64_t overruns; /* NLMSG_OVERRUN seen */
-	uint64_t intr;     /* dumps interrupted (NLM_F_DUMP_INTR), retried */
+	uint64_t intr;	   /* dumps interrupted (NLM_F_DUMP_INTR), retried */
 	uint64_t enobufs;  /* ENOBUFS from recv (event sockets) */
 	uint64_t errors;
 };
@@ -37,12 +37,12 @@ struct nlg_nl_stats {
 /* State of one dump in flight; the parser advances it. A zeroed struct with
  * seq/portid set is a fresh dump; seq 0 or portid 0 means "don't check". */
 struct nlg_nl_dump {
-	uint32_t seq;     /* expected sequence number, 0: any */
+	uint32_t seq;	  /* expected sequence number, 0: any */
 	uint32_t portid;  /* expected port id (ours), 0: any */
 	const char *what; /* for messages: "inet_diag (tcp)", "ctnetlink", ... */
-	int done;         /* NLMSG_DONE or a final NLMSG_ERROR seen */
-	int intr;         /* some message carried NLM_F_DUMP_INTR */
-	int error;        /* negative errno once failed */
+	int done;	  /* NLMSG_DONE or a final NLMSG_ERROR seen */
+	int intr;	  /* some message carried NLM_F_DUMP_INTR */
+	int error;	  /* negative errno once failed */
 };
 
 typedef int nlg_nl_msg_fn(const struct nlmsghdr *nlh, void *data);
@@ -59,15 +59,14 @@ typedef int nlg_nl_msg_fn(const struct nlmsghdr *nlh, void *data);
  * with d->done still 0 (the kernel is still dumping). On NLG_CB_ERROR a
  * message the callback left in err (e.g. through data) is kept. fn may be
  * NULL to discard data messages. stats may be NULL. */
-int nlg_nl_parse(struct nlg_nl_dump *d, const void *buf, size_t len, nlg_nl_msg_fn *fn,
-		 void *data, struct nlg_nl_stats *stats, struct nlg_err *err);
+int nlg_nl_parse(struct nlg_nl_dump *d, const void *buf, size_t len, nlg_nl_msg_fn *fn, void *data,
+		 struct nlg_nl_stats *stats, struct nlg_err *err);
 
 struct nlg_nl; /* opaque: a libmnl socket plus its receive buffer */
 
 /* Open a netlink socket on bus, joined to the given multicast groups (bits,
  * 0 for none). netns: NULL or a name under /run/netns to open it in. */
-struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns,
-			   struct nlg_err *err);
+struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns, struct nlg_err *err);
 void nlg_nl_close(struct nlg_nl *nl); /* accepts NULL */
 int nlg_nl_fd(const struct nlg_nl *nl);
 uint32_t nlg_nl_portid(const struct nlg_nl *nl);
@@ -91,9 +90,8 @@ void nlg_nl_set_raw(struct nlg_nl *nl, int fd);
 int nlg_nl_dump_start(struct nlg_nl *nl, struct nlmsghdr *req, const char *what,
 		      struct nlg_err *err);
 int nlg_nl_dump_step(struct nlg_nl *nl, nlg_nl_msg_fn *fn, void *data, struct nlg_err *err);
-int nlg_nl_dump_run(struct nlg_nl *nl, struct nlmsghdr *req, const char *what,
-		    nlg_nl_msg_fn *fn, void *data, void (*restart)(void *data),
-		    struct nlg_err *err);
+int nlg_nl_dump_run(struct nlg_nl *nl, struct nlmsghdr *req, const char *what, nlg_nl_msg_fn *fn,
+		    void *data, void (*restart)(void *data), struct nlg_err *err);
 
 /* For event sockets: receive one buffer and hand every message to fn (no
  * sequence checks). Returns bytes received, 0 if it would block, -ENOBUFS

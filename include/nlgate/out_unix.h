@@ -12,16 +12,16 @@
 
 struct nlg_out_unix_opts {
 	const char *path;
-	unsigned int mode;   /* file mode of the socket, e.g. 0660 */
-	size_t queue_bytes;  /* per-client queue bound */
+	unsigned int mode;  /* file mode of the socket, e.g. 0660 */
+	size_t queue_bytes; /* per-client queue bound */
 	int max_clients;
 };
 
 struct nlg_out_unix_stats {
 	uint64_t frames;   /* frames offered */
-	uint64_t bytes;    /* bytes queued to clients */
+	uint64_t bytes;	   /* bytes queued to clients */
 	uint64_t dropped;  /* frames dropped for slow clients (sum over clients) */
-	uint64_t gaps;     /* gap frames announced */
+	uint64_t gaps;	   /* gap frames announced */
 	uint64_t clients;  /* clients connected now */
 	uint64_t accepted; /* clients accepted in total */
 	uint64_t rejected; /* connections closed at once: over max_clients, or no memory */

@@ -14,40 +14,40 @@ enum nlg_ftype {
 	NLG_T_U64,
 	NLG_T_I32,
 	NLG_T_I64,
-	NLG_T_BOOL, /* uint8_t, 0 or 1 */
-	NLG_T_ENUM, /* uint8_t index into field->names; out of range → its number */
-	NLG_T_ADDR, /* struct nlg_addr, rendered as text ("127.0.0.1", "::1") */
-	NLG_T_STR,  /* char[size], NUL-terminated */
+	NLG_T_BOOL,  /* uint8_t, 0 or 1 */
+	NLG_T_ENUM,  /* uint8_t index into field->names; out of range → its number */
+	NLG_T_ADDR,  /* struct nlg_addr, rendered as text ("127.0.0.1", "::1") */
+	NLG_T_STR,   /* char[size], NUL-terminated */
 	NLG_T_FLAGS, /* uint32_t bitmask, rendered as "A|B|C" using field->names by bit */
-	NLG_T_HEX,  /* uint8_t[size], rendered as lowercase hex text */
+	NLG_T_HEX,   /* uint8_t[size], rendered as lowercase hex text */
 };
 
 struct nlg_field {
 	const char *name;
 	enum nlg_ftype type;
 	uint16_t offset;
-	uint16_t size;             /* bytes of storage in the record */
-	uint64_t group;            /* 0: always present; else a bit of the record's `present` */
-	const char *const *names;  /* NLG_T_ENUM / NLG_T_FLAGS names, NULL-terminated */
-	const char *desc;          /* one line, with the unit */
+	uint16_t size;		  /* bytes of storage in the record */
+	uint64_t group;		  /* 0: always present; else a bit of the record's `present` */
+	const char *const *names; /* NLG_T_ENUM / NLG_T_FLAGS names, NULL-terminated */
+	const char *desc;	  /* one line, with the unit */
 };
 
 /* Pre-encoded key bytes, built once at start-up (not per record). */
 struct nlg_fkey {
-	uint8_t mp[40];   /* msgpack str header + name */
+	uint8_t mp[40]; /* msgpack str header + name */
 	uint8_t mp_len;
 	uint8_t json[40]; /* "name": */
 	uint8_t json_len;
 };
 
 struct nlg_schema {
-	const char *kind;               /* "sock", "ct", ... */
+	const char *kind; /* "sock", "ct", ... */
 	const char *desc;
 	const struct nlg_field *fields;
 	size_t nfields;
 	size_t rec_size;
-	size_t present_off;             /* offset of the uint64_t `present` bitmask */
-	struct nlg_fkey *keys;          /* nfields entries, filled by nlg_schema_init() */
+	size_t present_off;    /* offset of the uint64_t `present` bitmask */
+	struct nlg_fkey *keys; /* nfields entries, filled by nlg_schema_init() */
 };
 
 /* Every record struct starts with this, so generic code can find `present`. */

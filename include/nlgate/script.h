@@ -9,9 +9,9 @@
 #include "loop.h"
 
 struct nlg_lua_opts {
-	size_t mem_limit;       /* bytes the script may allocate; 0 = no limit */
-	uint64_t insn_budget;   /* VM instructions per handler call; 0 = no limit */
-	const char *lua_path;   /* extra package.path entries, or NULL */
+	size_t mem_limit;     /* bytes the script may allocate; 0 = no limit */
+	uint64_t insn_budget; /* VM instructions per handler call; 0 = no limit */
+	const char *lua_path; /* extra package.path entries, or NULL */
 };
 
 /* A sandboxed state (no os.execute, io.popen, package.loadlib, C module

@@ -22,10 +22,10 @@ enum {
 };
 
 struct nlg_sockdiag_req {
-	uint32_t families; /* NLG_SD_INET | NLG_SD_INET6; 0 means both */
-	uint32_t protos;   /* NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP; 0 means all three */
-	uint32_t states;   /* bitmask of 1 << TCP_* state; 0 means all */
-	uint8_t ext;       /* idiag_ext bits: 1 << (INET_DIAG_INFO - 1), ... */
+	uint32_t families;     /* NLG_SD_INET | NLG_SD_INET6; 0 means both */
+	uint32_t protos;       /* NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP; 0 means all three */
+	uint32_t states;       /* bitmask of 1 << TCP_* state; 0 means all */
+	uint8_t ext;	       /* idiag_ext bits: 1 << (INET_DIAG_INFO - 1), ... */
 	uint16_t sport, dport; /* kernel-side port filter (bytecode), 0 = any */
 };
 
@@ -50,13 +50,13 @@ const char *nlg_sockdiag_state_name(unsigned int state);
 int nlg_sock_decode(const struct nlmsghdr *nlh, int ipproto, struct nlg_sock *out);
 
 struct nlg_sockdiag_stats {
-	uint64_t polls;    /* completed polls */
-	uint64_t records;  /* records decoded */
-	uint64_t malformed;/* replies that failed to decode, skipped */
-	uint64_t failed;   /* polls that ended in an error */
-	uint64_t skipped;  /* requests skipped because the kernel lacks the protocol */
-	uint64_t fallbacks;/* the kernel refused the TCPDIAG_GETSOCK dump (TCP, both
-	                      families): two v2 requests from then on; 0 or 1 */
+	uint64_t polls;	    /* completed polls */
+	uint64_t records;   /* records decoded */
+	uint64_t malformed; /* replies that failed to decode, skipped */
+	uint64_t failed;    /* polls that ended in an error */
+	uint64_t skipped;   /* requests skipped because the kernel lacks the protocol */
+	uint64_t fallbacks; /* the kernel refused the TCPDIAG_GETSOCK dump (TCP, both
+			       families): two v2 requests from then on; 0 or 1 */
 };
 
 struct nlg_sockdiag; /* opaque source */
@@ -94,7 +94,7 @@ int nlg_sockdiag_start(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *r
 int nlg_sockdiag_step(struct nlg_sockdiag *sd, nlg_sock_fn *fn, void *data, struct nlg_err *err);
 /* Whole poll, blocking (for the command line), one nlg_nl_dump_run per
  * request; same rules as step. -EBUSY while a start/step poll is running. */
-int nlg_sockdiag_poll(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req,
-		      nlg_sock_fn *fn, void *data, struct nlg_err *err);
+int nlg_sockdiag_poll(struct nlg_sockdiag *sd, const struct nlg_sockdiag_req *req, nlg_sock_fn *fn,
+		      void *data, struct nlg_err *err);
 
 #endif

@@ -29,7 +29,7 @@ static int64_t t_record(struct nlg_loop *loop, int64_t id, void *data)
 static void timers_fire_in_due_order(void **state)
 {
 	struct nlg_loop *loop = nlg_loop_create();
-	struct tlog l = { 0 };
+	struct tlog l = {0};
 	(void)state;
 
 	int64_t late = nlg_loop_add_timer(loop, 30, t_record, &l);
@@ -64,7 +64,7 @@ static int64_t t_repeat(struct nlg_loop *loop, int64_t id, void *data)
 static void repeating_timer_deletes_another_and_stops(void **state)
 {
 	struct nlg_loop *loop = nlg_loop_create();
-	struct tlog l = { 0 }, never = { 0 };
+	struct tlog l = {0}, never = {0};
 	(void)state;
 
 	nlg_loop_add_timer(loop, 0, t_repeat, &l);
@@ -100,7 +100,7 @@ static void fd_events_and_delete_inside_handler(void **state)
 {
 	struct nlg_loop *loop = nlg_loop_create();
 	int a[2], b[2];
-	struct fdctx ca = { 0 }, cb = { 0 };
+	struct fdctx ca = {0}, cb = {0};
 	(void)state;
 
 	assert_int_equal(pipe(a), 0);
@@ -162,10 +162,10 @@ static void paused_fd_waits_then_resumes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(timers_fire_in_due_order),
-		cmocka_unit_test(repeating_timer_deletes_another_and_stops),
-		cmocka_unit_test(fd_events_and_delete_inside_handler),
-		cmocka_unit_test(paused_fd_waits_then_resumes),
+	    cmocka_unit_test(timers_fire_in_due_order),
+	    cmocka_unit_test(repeating_timer_deletes_another_and_stops),
+	    cmocka_unit_test(fd_events_and_delete_inside_handler),
+	    cmocka_unit_test(paused_fd_waits_then_resumes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
