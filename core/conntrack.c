@@ -216,7 +216,7 @@ static int cap_msg(struct nlg_err *err, int r, const char *what)
 {
 	if (r == -EPERM || r == -EACCES)
 		return nlg_err_set(err, EPERM,
-				   "conntrack %s needs CAP_NET_ADMIN (run as root, or grant "
+				   "conntrack %s need CAP_NET_ADMIN (run as root, or grant "
 				   "cap_net_admin)",
 				   what);
 	return r;
@@ -233,8 +233,8 @@ static int sock_open(struct nlg_ct_src *s, struct ct_sock *cs, unsigned groups, 
 	if (!groups)
 		return 0;
 	cs->nl = nlg_nl_open(NETLINK_NETFILTER, groups, s->o.netns, err);
-	if (!cs->nl) /* err names CAP_NET_ADMIN when that is what is missing */
-		return -EIO;
+	if (!cs->nl)
+		return errno == EPERM ? cap_msg(err, -EPERM, "events") : -EIO;
 	cs->fd = nlg_nl_fd(cs->nl);
 	cs->portid = nlg_nl_portid(cs->nl);
 	r = nlg_nl_set_nonblock(cs->nl, 1);

@@ -345,7 +345,7 @@ out:
 struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns, struct nlg_err *err)
 {
 	struct nlg_nl *nl;
-	int one = 1, r;
+	int one = 1, r = -ENOMEM;
 
 	nl = calloc(1, sizeof(*nl));
 	if (!nl) {
@@ -381,6 +381,7 @@ struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns, stru
 	return nl;
 err:
 	nlg_nl_close(nl);
+	errno = r < 0 ? -r : (r ? r : ENOMEM); /* so a caller can word its own message */
 	return NULL;
 }
 

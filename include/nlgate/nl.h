@@ -65,7 +65,8 @@ int nlg_nl_parse(struct nlg_nl_dump *d, const void *buf, size_t len, nlg_nl_msg_
 struct nlg_nl; /* opaque: a libmnl socket plus its receive buffer */
 
 /* Open a netlink socket on bus, joined to the given multicast groups (bits,
- * 0 for none). netns: NULL or a name under /run/netns to open it in. */
+ * 0 for none). netns: NULL or a name under /run/netns to open it in.
+ * On failure: NULL, err filled, errno set (EPERM: a missing capability). */
 struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns, struct nlg_err *err);
 void nlg_nl_close(struct nlg_nl *nl); /* accepts NULL */
 int nlg_nl_fd(const struct nlg_nl *nl);
