@@ -103,6 +103,11 @@ socks:dump(function(batch)
   io.flush()
 end)
 
+-- every counter nlgate keeps, in-band for the feed's consumers
+gw.every(os.getenv("NLGATE_STATS_EVERY") or "10s", function()
+  feed:send("nlgate.stats", gw.stats())
+end)
+
 gw.log("default pipeline: polling sockets every " .. every .. ", feed at " ..
        (os.getenv("NLGATE_FEED") or "nlgate.sock") .. " (try `nlgate tail`)" ..
        (ct and "; following conntrack events" or ""))
