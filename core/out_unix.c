@@ -16,6 +16,8 @@
 #include "nlgate/encode.h"
 #include "nlgate/out_unix.h"
 
+#define NLG_UNIX_WRITE_BATCH (64 * 1024) /* queued bytes that trigger a write at once */
+
 #define DEF_QUEUE_BYTES (4u << 20)
 #define DEF_MAX_CLIENTS 64
 #define DEF_MODE	0660
@@ -413,7 +415,7 @@ static int gap_frame(struct nlg_out_unix *u, uint64_t missed)
 static int client_send(struct nlg_out_unix *u, struct nlg_client *c, const void *frame, size_t len)
 {
 	struct iovec iov[2];
-	size_t gaplen = 0, total, done = 0;
+	size_t gaplen = 0, total;
 	int n = 0;
 
 	if (c->missed) {
@@ -428,21 +430,14 @@ static int client_send(struct nlg_out_unix *u, struct nlg_client *c, const void 
 	if (len > u->qmax || c->len + total > u->qmax)
 		goto drop;
 	iov[n++] = (struct iovec){.iov_base = (void *)frame, .iov_len = len};
-	if (!c->len) { /* the common case: straight to the socket */
-		ssize_t w = send_iov(c->fd, iov, n);
-		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -1;
-		done = w > 0 ? (size_t)w : 0;
-	}
-	for (int i = 0; i < n; i++) { /* queue whatever the socket did not take */
-		size_t l = iov[i].iov_len, skip = done < l ? done : l;
-		done -= skip;
-		if (l > skip && q_push(u, c, (uint8_t *)iov[i].iov_base + skip, l - skip) < 0) {
-			/* Part of this frame is on the wire: without the rest
-			 * the stream is broken for good. */
-			return -1;
-		}
-	}
+	/* Frames are queued and written in batches: a poll sends thousands of
+	 * small frames, and one write per frame per client cost more than the
+	 * encoding. The loop writes the rest as soon as it runs (EPOLLOUT). */
+	for (int i = 0; i < n; i++)
+		if (q_push(u, c, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -1; /* out of memory: drop the client, not half a frame */
+	if (c->len >= NLG_UNIX_WRITE_BATCH && client_drain(u, c) < 0)
+		return -1;
 	if (gaplen) {
 		u->st.gaps++;
 		c->missed = 0;
