@@ -62,6 +62,15 @@ void nlg_view_push_field(lua_State *L, const struct nlg_schema *s, int fi, const
 /* Push a table copy of the record. */
 void nlg_view_push_table(lua_State *L, const struct nlg_schema *s, const void *rec);
 
+/* Records kept for a batch handler: a growable array of one record kind. */
+struct nlg_recs {
+	void *data;
+	size_t n, cap, size; /* count, capacity, bytes per record */
+};
+int nlg_recs_push(struct nlg_recs *r, const void *rec); /* 0 or -ENOMEM */
+void nlg_recs_clear(struct nlg_recs *r); /* empty; a large array is freed, not held */
+void nlg_recs_free(struct nlg_recs *r);
+
 /* Batches: a C array of records handed to a per-poll handler. */
 struct nlg_batch {
 	const struct nlg_schema *s;

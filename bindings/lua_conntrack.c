@@ -33,8 +33,7 @@ struct lua_ct {
 	int depth;   /* inside a core call that may run handlers */
 	int closing; /* :close() ran inside a handler: finish when it returns */
 	/* the records of the current read step, kept only for a :batch handler */
-	struct nlg_ct *recs;
-	size_t nrecs, caprecs;
+	struct nlg_recs recs; /* struct nlg_ct */
 	/* the script side's counters (the core keeps the rest) */
 	uint64_t delivered, script_filtered, filter_errors, handler_errors, batches;
 	uint64_t batch_dropped, errors, consecutive;
@@ -145,18 +144,8 @@ static int on_record(const struct nlg_ct *ct, void *data)
 	}
 	lc->delivered++;
 	if (lc->batch_ref != LUA_NOREF) {
-		if (lc->nrecs == lc->caprecs) {
-			size_t cap = lc->caprecs ? lc->caprecs * 2 : 256;
-			struct nlg_ct *r = realloc(lc->recs, cap * sizeof(*r));
-			if (r) {
-				lc->recs = r;
-				lc->caprecs = cap;
-			}
-		}
 		/* Out of memory: :each still sees it, the batch is short (counted). */
-		if (lc->nrecs < lc->caprecs)
-			lc->recs[lc->nrecs++] = *ct;
-		else
+		if (nlg_recs_push(&lc->recs, ct) < 0)
 			lc->batch_dropped++;
 	}
 	if (lc->each_ref != LUA_NOREF) {
@@ -175,22 +164,16 @@ static void on_batch(void *data)
 	struct lua_ct *lc = data;
 	lua_State *L = lc->gw->L;
 
-	if (lc->closing || lc->batch_ref == LUA_NOREF || !lc->nrecs) {
-		lc->nrecs = 0;
+	if (lc->closing || lc->batch_ref == LUA_NOREF || !lc->recs.n) {
+		lc->recs.n = 0;
 		return;
 	}
 	lc->batches++;
 	push_stats(L, lc);
-	if (nlg_batch_call(lc->gw, L, lc->batch_ref, &nlg_ct_schema, lc->recs, lc->nrecs,
+	if (nlg_batch_call(lc->gw, L, lc->batch_ref, &nlg_ct_schema, lc->recs.data, lc->recs.n,
 			   "conntrack:batch") < 0)
 		lc->handler_errors++;
-	lc->nrecs = 0;
-	/* Don't hold a flood's worth of records between read steps. */
-	if (lc->caprecs > 4096) {
-		free(lc->recs);
-		lc->recs = NULL;
-		lc->caprecs = 0;
-	}
+	nlg_recs_clear(&lc->recs);
 }
 
 static void unhook(struct lua_ct *lc)
@@ -219,9 +202,7 @@ static void ct_close(lua_State *L, struct lua_ct *lc)
 	nlg_ct_close(lc->src);
 	lc->src = NULL;
 	lc->closing = 0;
-	free(lc->recs);
-	lc->recs = NULL;
-	lc->nrecs = lc->caprecs = 0;
+	nlg_recs_free(&lc->recs);
 	luaL_unref(L, LUA_REGISTRYINDEX, lc->each_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, lc->batch_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, lc->filter_ref);
@@ -601,6 +582,7 @@ int nlg_lua_conntrack(lua_State *L)
 	memset(lc, 0, sizeof(*lc));
 	lc->gw = gw;
 	lc->each_ref = lc->batch_ref = lc->filter_ref = lc->view_ref = lc->self_ref = LUA_NOREF;
+	lc->recs.size = sizeof(struct nlg_ct);
 	luaL_setmetatable(L, CT_MT); /* at 2, the options at 1 */
 	nlg_ct_opts_default(&lc->o);
 

@@ -2,6 +2,8 @@
  * access through the schema, batches of records for per-poll handlers, and
  * Lua values packed as msgpack for out:send(tag, table). */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "binding.h"
@@ -293,6 +295,34 @@ struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
 	*b = (struct nlg_batch){.s = s, .stats_ref = LUA_NOREF};
 	luaL_setmetatable(L, BATCH_MT);
 	return b;
+}
+
+int nlg_recs_push(struct nlg_recs *r, const void *rec)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 256;
+		void *d = realloc(r->data, cap * r->size);
+		if (!d)
+			return -ENOMEM;
+		r->data = d;
+		r->cap = cap;
+	}
+	memcpy((char *)r->data + r->n++ * r->size, rec, r->size);
+	return 0;
+}
+
+void nlg_recs_clear(struct nlg_recs *r)
+{
+	r->n = 0;
+	if (r->cap > 4096) /* don't hold a 100k-record poll between polls */
+		nlg_recs_free(r);
+}
+
+void nlg_recs_free(struct nlg_recs *r)
+{
+	free(r->data);
+	r->data = NULL;
+	r->n = r->cap = 0;
 }
 
 int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg_schema *s,

@@ -25,8 +25,7 @@ struct lua_sockets {
 	int registered; /* fd is in the loop */
 	uint64_t started_ms, started_ns;
 	/* the current poll's records, kept only when a :dump handler exists */
-	struct nlg_sock *recs;
-	size_t nrecs, caprecs;
+	struct nlg_recs recs; /* struct nlg_sock */
 	/* counters */
 	uint64_t polls, records, errors, overlaps, handler_errors;
 	uint64_t last_ms, max_ms, last_records, poll_records;
@@ -41,15 +40,8 @@ static int on_record(const struct nlg_sock *rec, void *data)
 	ls->records++;
 	ls->poll_records++;
 	if (ls->dump_ref != LUA_NOREF) {
-		if (ls->nrecs == ls->caprecs) {
-			size_t cap = ls->caprecs ? ls->caprecs * 2 : 1024;
-			struct nlg_sock *r = realloc(ls->recs, cap * sizeof(*r));
-			if (!r)
-				return NLG_CB_ERROR;
-			ls->recs = r;
-			ls->caprecs = cap;
-		}
-		ls->recs[ls->nrecs++] = *rec;
+		if (nlg_recs_push(&ls->recs, rec) < 0)
+			return NLG_CB_ERROR;
 	}
 	if (ls->each_ref != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
@@ -67,12 +59,13 @@ static int on_record(const struct nlg_sock *rec, void *data)
 static void on_restart(uint8_t family, uint8_t proto, void *data)
 {
 	struct lua_sockets *ls = data;
+	struct nlg_sock *r = ls->recs.data;
 	size_t keep = 0;
 
-	for (size_t i = 0; i < ls->nrecs; i++)
-		if (ls->recs[i].family != family || ls->recs[i].proto != proto)
-			ls->recs[keep++] = ls->recs[i];
-	ls->nrecs = keep;
+	for (size_t i = 0; i < ls->recs.n; i++)
+		if (r[i].family != family || r[i].proto != proto)
+			r[keep++] = r[i];
+	ls->recs.n = keep;
 }
 
 static void push_stats(lua_State *L, struct lua_sockets *ls)
@@ -127,7 +120,7 @@ static void poll_finish(struct lua_sockets *ls, int rc)
 	if (rc < 0) {
 		ls->errors++;
 		nlg_gw_log("sockets: poll failed: %s", ls->last_err.msg);
-		ls->nrecs = 0;
+		nlg_recs_clear(&ls->recs);
 		return;
 	}
 	ls->polls++;
@@ -137,17 +130,11 @@ static void poll_finish(struct lua_sockets *ls, int rc)
 	ls->last_records = ls->poll_records;
 	if (ls->dump_ref != LUA_NOREF) {
 		push_stats(L, ls);
-		if (nlg_batch_call(ls->gw, L, ls->dump_ref, &nlg_sock_schema, ls->recs, ls->nrecs,
-				   "sockets:dump") < 0)
+		if (nlg_batch_call(ls->gw, L, ls->dump_ref, &nlg_sock_schema, ls->recs.data,
+				   ls->recs.n, "sockets:dump") < 0)
 			ls->handler_errors++;
 	}
-	ls->nrecs = 0;
-	/* Don't hold a 100k-record array between polls. */
-	if (ls->caprecs > 4096) {
-		free(ls->recs);
-		ls->recs = NULL;
-		ls->caprecs = 0;
-	}
+	nlg_recs_clear(&ls->recs);
 }
 
 static void poll_step(struct lua_sockets *ls)
@@ -174,7 +161,7 @@ static int poll_start(struct lua_sockets *ls)
 		return 0;
 	}
 	ls->last_err.msg[0] = 0;
-	ls->nrecs = 0;
+	ls->recs.n = 0;
 	ls->poll_records = 0;
 	ls->started_ms = nlg_now_ms();
 	ls->started_ns = nlg_realtime_ns();
@@ -288,8 +275,7 @@ static void sockets_close(lua_State *L, struct lua_sockets *ls)
 	nlg_gw_stat_del(&ls->stat);
 	nlg_sockdiag_close(ls->sd);
 	ls->sd = NULL;
-	free(ls->recs);
-	ls->recs = NULL;
+	nlg_recs_free(&ls->recs);
 	luaL_unref(L, LUA_REGISTRYINDEX, ls->each_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, ls->dump_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, ls->view_ref);
@@ -380,6 +366,7 @@ int nlg_lua_sockets(lua_State *L)
 	memset(ls, 0, sizeof(*ls));
 	ls->gw = gw;
 	ls->each_ref = ls->dump_ref = ls->view_ref = ls->self_ref = LUA_NOREF;
+	ls->recs.size = sizeof(struct nlg_sock);
 	luaL_setmetatable(L, SOCKETS_MT);
 
 	lua_getfield(L, 1, "every");

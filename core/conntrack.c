@@ -69,19 +69,28 @@ int nlg_ct_parse_reliable(const char *s, int *mode)
 
 /* ---- dump requests ------------------------------------------------------- */
 
-struct nlmsghdr *nlg_ct_dump_request(void *buf, size_t len, const struct nlg_ct_filter *f)
+/* A ctnetlink GET dump of the given type; the kernel filters on family when
+ * it is set (and otherwise dumps all). */
+static struct nlmsghdr *ct_get_request(void *buf, size_t len, int type, uint8_t family)
 {
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *nfg;
 
 	memset(buf, 0, len);
 	nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	/* the kernel filters on family when it is set (and otherwise dumps all) */
-	nfg->nfgen_family = f ? f->family : AF_UNSPEC;
+	nfg->nfgen_family = family;
 	nfg->version = NFNETLINK_V0;
+	return nlh;
+}
+
+struct nlmsghdr *nlg_ct_dump_request(void *buf, size_t len, const struct nlg_ct_filter *f)
+{
+	struct nlmsghdr *nlh =
+	    ct_get_request(buf, len, IPCTNL_MSG_CT_GET, f ? f->family : AF_UNSPEC);
+
 	if (f && f->has_mark) {
 		mnl_attr_put_u32(nlh, CTA_MARK, htonl(f->mark));
 		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(f->mark_mask));
@@ -93,17 +102,7 @@ struct nlmsghdr *nlg_ct_dump_request(void *buf, size_t len, const struct nlg_ct_
 
 struct nlmsghdr *nlg_ct_dying_request(void *buf, size_t len, const struct nlg_ct_filter *f)
 {
-	struct nlmsghdr *nlh;
-	struct nfgenmsg *nfg;
-
-	memset(buf, 0, len);
-	nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_DYING;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = f ? f->family : AF_UNSPEC;
-	nfg->version = NFNETLINK_V0;
-	return nlh;
+	return ct_get_request(buf, len, IPCTNL_MSG_CT_GET_DYING, f ? f->family : AF_UNSPEC);
 }
 
 /* ---- the source ---------------------------------------------------------- */
