@@ -102,6 +102,11 @@ void nlg_lua_conntrack_register(lua_State *L);
 /* Register a userdata class: metatable mt, methods as __index, gc as __gc. */
 void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc);
 
+/* opts[key] (the options table at index 1) as a string; a list { "a", "b" }
+ * is joined as "a,b". The value stays on the stack, keeping the string
+ * alive; NULL (and nil pushed) when absent. Raises naming what on a bad type. */
+const char *nlg_lua_optlist(lua_State *L, const char *key, const char *what);
+
 /* Parse a duration argument ("2s", "500ms", number of seconds) or raise. */
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
 

@@ -347,28 +347,9 @@ static const luaL_Reg methods[] = {
 
 /* ---- options ------------------------------------------------------------- */
 
-/* opts[key] as a string; a list { "a", "b" } is joined with commas. Leaves
- * the value on the stack (it keeps the string alive); returns NULL if nil. */
 static const char *opt_list(lua_State *L, const char *key)
 {
-	if (lua_getfield(L, 1, key) == LUA_TNIL)
-		return NULL;
-	if (lua_type(L, -1) == LUA_TTABLE) {
-		luaL_Buffer b;
-		size_t n = lua_rawlen(L, -1);
-		luaL_buffinit(L, &b);
-		for (size_t i = 1; i <= n; i++) {
-			if (i > 1)
-				luaL_addchar(&b, ',');
-			lua_rawgeti(L, -2, (lua_Integer)i);
-			luaL_addvalue(&b);
-		}
-		luaL_pushresult(&b);
-		lua_replace(L, -2);
-	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "gw.conntrack: %s must be a string or a list of strings", key);
-	return lua_tostring(L, -1);
+	return nlg_lua_optlist(L, key, "gw.conntrack");
 }
 
 static int opt_bool(lua_State *L, const char *key, int def)

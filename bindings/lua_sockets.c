@@ -296,29 +296,11 @@ static const luaL_Reg methods[] = {
     {"stats", l_stats}, {"close", l_close}, {NULL, NULL},
 };
 
+/* An option or its default; the value stays on the stack (see nlg_lua_optlist). */
 static const char *opt_string(lua_State *L, const char *key, const char *def)
 {
-	const char *v = def;
-	lua_getfield(L, 1, key);
-	if (!lua_isnil(L, -1)) {
-		if (lua_type(L, -1) == LUA_TTABLE) { /* { "a", "b" } → "a,b" */
-			luaL_Buffer b;
-			size_t n = lua_rawlen(L, -1);
-			luaL_buffinit(L, &b);
-			for (size_t i = 1; i <= n; i++) {
-				if (i > 1)
-					luaL_addchar(&b, ',');
-				lua_rawgeti(L, -2, (lua_Integer)i);
-				luaL_addvalue(&b);
-			}
-			luaL_pushresult(&b);
-			lua_replace(L, -2);
-		}
-		v = luaL_checkstring(L, -1);
-	}
-	/* The string stays referenced by the options table or is a literal. */
-	lua_pop(L, 1);
-	return v;
+	const char *v = nlg_lua_optlist(L, key, "gw.sockets");
+	return v ? v : def;
 }
 
 static int parse_list(const char *list, const char *const *names, const uint32_t *bits,
@@ -403,18 +385,18 @@ int nlg_lua_sockets(lua_State *L)
 	ls->view = lua_touserdata(L, -1);
 	ls->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	/* The loop holds the source: keep it alive until :close(). */
-	lua_pushvalue(L, -1);
+	lua_pushvalue(L, 2); /* the source, not an option string above it */
 	ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	nlg_gw_stat_add(gw, &ls->stat, "sockets", stat_push);
 
 	lua_getfield(L, 1, "start");
 	int autostart = lua_isnil(L, -1) || lua_toboolean(L, -1);
-	lua_pop(L, 1);
 	if (autostart) {
 		ls->timer = nlg_loop_add_timer(gw->loop, 0, on_timer, ls);
 		if (ls->timer < 0)
 			return luaL_error(L, "gw.sockets: cannot add timer");
 	}
+	lua_settop(L, 2); /* the source, above the option strings */
 	return 1;
 }
 

@@ -279,6 +279,28 @@ void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CF
 	lua_pop(L, 1);
 }
 
+const char *nlg_lua_optlist(lua_State *L, const char *key, const char *what)
+{
+	if (lua_getfield(L, 1, key) == LUA_TNIL)
+		return NULL;
+	if (lua_type(L, -1) == LUA_TTABLE) {
+		luaL_Buffer b;
+		size_t n = lua_rawlen(L, -1);
+		luaL_buffinit(L, &b);
+		for (size_t i = 1; i <= n; i++) {
+			if (i > 1)
+				luaL_addchar(&b, ',');
+			lua_rawgeti(L, -2, (lua_Integer)i);
+			luaL_addvalue(&b);
+		}
+		luaL_pushresult(&b);
+		lua_replace(L, -2);
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "%s: %s must be a string or a list of strings", what, key);
+	return lua_tostring(L, -1);
+}
+
 static int gw_log(lua_State *L)
 {
 	luaL_Buffer b;
