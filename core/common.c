@@ -20,6 +20,30 @@ int nlg_err_set(struct nlg_err *err, int code, const char *fmt, ...)
 	return code > 0 ? -code : (code ? code : -EINVAL);
 }
 
+void nlg_vlog(const char *prefix, const char *fmt, va_list ap)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	/* Locked, so lines from two threads never interleave. */
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+	flockfile(stderr);
+	fprintf(stderr, "%s nlgate: %s", ts, prefix ? prefix : "");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+void nlg_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	nlg_vlog(NULL, fmt, ap);
+	va_end(ap);
+}
+
 uint64_t nlg_now_ms(void)
 {
 	struct timespec ts;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,19 @@
 extern struct nlg_schema nlg_ct_schema;
 #endif
 
-struct nlg_schema *const nlg_schemas[] = {
+/* The record kinds every build has; sources and outputs register their
+ * counters' kinds, and tests their fakes, through nlg_schema_register. */
+static struct nlg_schema *const builtin[] = {
     &nlg_sock_schema,
 #ifdef NLGATE_HAVE_CT
     &nlg_ct_schema,
 #endif
-    NULL,
 };
+
+#define NLG_SCHEMA_MAX 64
+static struct nlg_schema *kinds[NLG_SCHEMA_MAX];
+static size_t nkinds;
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
 static void key_init(struct nlg_fkey *k, const char *name)
 {
@@ -40,25 +47,56 @@ static void key_init(struct nlg_fkey *k, const char *name)
 	k->json_len = (uint8_t)(n + 3);
 }
 
-void nlg_schema_init(void)
+static int add_kind(struct nlg_schema *s)
 {
-	for (size_t i = 0; nlg_schemas[i]; i++) {
-		struct nlg_schema *s = nlg_schemas[i];
-		if (s->keys)
-			continue;
-		s->keys = calloc(s->nfields, sizeof(*s->keys));
+	for (size_t i = 0; i < nkinds; i++) {
+		if (kinds[i] == s)
+			return 0;
+		if (!strcmp(kinds[i]->kind, s->kind))
+			return -EEXIST;
+	}
+	if (nkinds == NLG_SCHEMA_MAX)
+		return -ENOSPC;
+	if (!s->keys) {
+		s->keys = calloc(s->nfields ? s->nfields : 1, sizeof(*s->keys));
 		if (!s->keys)
-			abort();
+			abort(); /* at start-up, before anything could be lost */
 		for (size_t f = 0; f < s->nfields; f++)
 			key_init(&s->keys[f], s->fields[f].name);
 	}
+	kinds[nkinds++] = s;
+	return 0;
+}
+
+static void builtin_init(void)
+{
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(builtin); i++)
+		add_kind(builtin[i]);
+}
+
+void nlg_schema_init(void)
+{
+	pthread_once(&builtin_once, builtin_init);
+}
+
+int nlg_schema_register(struct nlg_schema *s)
+{
+	nlg_schema_init();
+	return add_kind(s);
+}
+
+const struct nlg_schema *nlg_schema_at(size_t i)
+{
+	nlg_schema_init();
+	return i < nkinds ? kinds[i] : NULL;
 }
 
 const struct nlg_schema *nlg_schema_find(const char *kind)
 {
-	for (size_t i = 0; nlg_schemas[i]; i++)
-		if (!strcmp(nlg_schemas[i]->kind, kind))
-			return nlg_schemas[i];
+	nlg_schema_init();
+	for (size_t i = 0; i < nkinds; i++)
+		if (!strcmp(kinds[i]->kind, kind))
+			return kinds[i];
 	return NULL;
 }
 

@@ -4,6 +4,7 @@
 #ifndef NLGATE_COMMON_H
 #define NLGATE_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,10 @@ int nlg_err_set(struct nlg_err *err, int code, const char *fmt, ...)
 
 /* Callback verdicts, as libmnl: continue, stop cleanly, or fail. */
 enum { NLG_CB_ERROR = -1, NLG_CB_STOP = 0, NLG_CB_OK = 1 };
+
+/* One line on stderr for the user: "TIMESTAMP nlgate: message". */
+void nlg_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void nlg_vlog(const char *prefix, const char *fmt, va_list ap);
 
 uint64_t nlg_now_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
 uint64_t nlg_realtime_ns(void); /* CLOCK_REALTIME, nanoseconds */

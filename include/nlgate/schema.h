@@ -53,9 +53,17 @@ struct nlg_schema {
 /* Every record struct starts with this, so generic code can find `present`. */
 #define NLG_RECORD_HEAD uint64_t present
 
-/* All kinds, NULL-terminated; nlg_schema_init() must run once before use. */
-extern struct nlg_schema *const nlg_schemas[];
+/* The registry of kinds: the built-in record kinds (sock, ct, ...) and
+ * every kind registered since (a source's or output's counters, a test's
+ * fake records). nlg_schema_init() registers the built-ins and pre-encodes
+ * their keys once (pthread_once: safe from any thread); register other kinds
+ * before any worker thread starts. */
 void nlg_schema_init(void);
+/* Add a kind and build its key bytes; a kind already registered (same
+ * pointer) is a no-op. 0, -EEXIST (another kind of that name), -ENOSPC. */
+int nlg_schema_register(struct nlg_schema *s);
+/* The i-th kind (registration order), NULL past the end. */
+const struct nlg_schema *nlg_schema_at(size_t i);
 const struct nlg_schema *nlg_schema_find(const char *kind);
 /* Index of the field called name, or -1. */
 int nlg_schema_field(const struct nlg_schema *s, const char *name);

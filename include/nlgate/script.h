@@ -1,30 +1,44 @@
-/* Embedding the script runtime: the daemon creates a sandboxed Lua state
- * bound to its event loop, loads one pipeline script into it, and closes it. */
+/* The script API: the one door from the command line (and any embedder) to
+ * the Lua runtime. A script is one pipeline file running in its own
+ * sandboxed state, bound to the caller's event loop. Reloading starts the
+ * new text aside and hands over the sources and outputs it declares again
+ * with the same options; the caller never sees a lua_State. */
 #ifndef NLGATE_SCRIPT_H
 #define NLGATE_SCRIPT_H
 
 #include <stddef.h>
-#include <lua.h>
+#include <stdint.h>
 #include "common.h"
 #include "loop.h"
 
-struct nlg_lua_opts {
+struct nlg_script_opts {
 	size_t mem_limit;     /* bytes the script may allocate; 0 = no limit */
 	uint64_t insn_budget; /* VM instructions per handler call; 0 = no limit */
 	const char *lua_path; /* extra package.path entries, or NULL */
 };
 
-/* A sandboxed state (no os.execute, io.popen, package.loadlib, C module
- * loaders, os.exit) where require "nlgate" drives the given loop. */
-lua_State *nlg_lua_new(struct nlg_loop *loop, const struct nlg_lua_opts *o, struct nlg_err *err);
-/* Compile path; with run, also execute it. err gets "file:line: message"
- * (and a traceback when it raised while running). */
-int nlg_lua_load(lua_State *L, const char *path, int run, struct nlg_err *err);
-/* Closes the state: every source and output it opened is closed with it. */
-void nlg_lua_close(lua_State *L);
-/* Script error count (handler errors raised and caught). */
-uint64_t nlg_lua_errors(lua_State *L);
+struct nlg_script;
 
-int luaopen_nlgate(lua_State *L);
+/* Create a state, load path and run its top level. NULL with err
+ * ("file:line: message", and a traceback when it raised) on failure; nothing
+ * it opened stays open. */
+struct nlg_script *nlg_script_start(struct nlg_loop *loop, const char *path,
+				    const struct nlg_script_opts *o, struct nlg_err *err);
+/* Read path again and start it aside. On success the old state is closed,
+ * the sources and outputs the new one declared with the same options were
+ * handed over (not reopened), gw.state was carried over, and 0 is returned.
+ * On failure the running script is untouched and keeps running, err says
+ * why (file:line), the failure is counted (gw.stats().script.reload_failures)
+ * and a negative errno is returned. */
+int nlg_script_reload(struct nlg_script *s, struct nlg_err *err);
+/* Close the state and everything it opened (outputs drain briefly). NULL ok. */
+void nlg_script_stop(struct nlg_script *s);
+/* Handler errors raised and caught so far. */
+uint64_t nlg_script_errors(const struct nlg_script *s);
+/* Capabilities (bits of 1 << CAP_x) the open sources need to keep running. */
+uint64_t nlg_script_caps(const struct nlg_script *s);
+
+/* Compile path without running it; err "file:line: message". */
+int nlg_script_check(const char *path, struct nlg_err *err);
 
 #endif
