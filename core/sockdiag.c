@@ -145,7 +145,9 @@ int nlg_sockdiag_parse_states(const char *list, uint32_t *mask, struct nlg_err *
 
 int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err)
 {
-	uint32_t bits;
+	/* sd_parse_list sets it only on success, and GCC at -O3 cannot see that
+	 * nlg_err_set never returns 0: start from "no info" so no path reads junk. */
+	uint32_t bits = 0;
 	int rc =
 	    sd_parse_list(list, ext_words, NLG_ARRAY_SIZE(ext_words), "socket info", &bits, err);
 
