@@ -1,7 +1,7 @@
 /* The local feed: a listening unix stream socket that copies every frame to
- * every client through a bounded per-client queue. A client that falls
- * behind loses whole frames, counted, and is told so by an `nlgate.gap`
- * frame before the next one it gets. Nothing here ever blocks the loop. */
+ * every client through its own bounded queue (core/outq.c). A client that
+ * falls behind loses whole frames, counted, and is told so by an
+ * `nlgate.gap` frame before the next one it gets. Never blocks the loop. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -13,32 +13,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "nlgate/encode.h"
 #include "nlgate/out_unix.h"
+#include "nlgate/outq.h"
 
-#define NLG_UNIX_WRITE_BATCH (64 * 1024) /* queued bytes that trigger a write at once */
+/* A client's queue is written at once when it reaches this; below it, when
+ * the loop runs (EPOLLOUT). A poll sends thousands of small frames, and one
+ * write per frame per client cost more than the encoding. */
+#define WRITE_BATCH	(64 * 1024)
+#define ACCEPT_RETRY_MS 100 /* listener pause when out of fds */
 
-#define DEF_QUEUE_BYTES (4u << 20)
-#define DEF_MAX_CLIENTS 64
-#define DEF_MODE	0660
-#define QUEUE_MIN_CAP	(64u << 10)  /* first allocation of a client's queue */
-#define QUEUE_KEEP_CAP	(256u << 10) /* an empty queue bigger than this is freed */
-#define ACCEPT_RETRY_MS 100	     /* listener pause when out of fds */
-
-/* A client's queue is a ring over q[cap]: `len` bytes from `head`, wrapping.
- * It only ever holds whole frames after what the socket already took.
- *
- *      head             head+len (mod cap)
- *   ....|=================|.........
- *       oldest bytes       free
- */
 struct nlg_client {
 	struct nlg_out_unix *u;
 	int fd;
 	int want_out; /* EPOLLOUT registered */
-	uint8_t *q;
-	size_t head, len, cap;
-	uint64_t missed; /* frames dropped since the last gap frame */
+	struct nlg_outq *q;
 };
 
 struct nlg_out_unix {
@@ -51,69 +39,101 @@ struct nlg_out_unix {
 	int max_clients;
 	struct nlg_client **cl;
 	int ncl;
-	int64_t retry_timer; /* > 0 while accept is paused */
-	struct nlg_out_unix_stats st;
-	struct nlg_buf gap; /* scratch for gap frames */
-	msgpack_packer gpk;
+	int64_t retry_timer;	  /* > 0 while accept is paused */
+	struct nlg_outq_stats qt; /* every client's queue adds to it */
+	uint64_t frames, accepted, rejected;
 };
 
-/* ---- client queues ---- */
+/* ---- options and counters ---- */
 
-/* Append n bytes; the caller has checked len + n <= qmax. */
-static int q_push(struct nlg_out_unix *u, struct nlg_client *c, const void *p, size_t n)
+/* Always octal, as chmod(1) reads a mode: "0660" and "660" alike, so a Lua
+ * script's `mode = 0660` (a decimal 660 to Lua) means what it says. */
+static int parse_mode(void *conf, const char *text, struct nlg_err *err)
 {
-	size_t tail, first;
+	const char *p = text;
+	uint32_t mode = 0;
 
-	if (c->len + n > c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : QUEUE_MIN_CAP;
-		uint8_t *q;
-		while (cap < c->len + n)
-			cap *= 2;
-		if (cap > u->qmax)
-			cap = u->qmax;
-		q = malloc(cap);
-		if (!q)
-			return -ENOMEM;
-		/* Linearise the old ring into the new buffer. */
-		first = c->cap - c->head < c->len ? c->cap - c->head : c->len;
-		if (c->len) {
-			memcpy(q, c->q + c->head, first);
-			memcpy(q + first, c->q, c->len - first);
-		}
-		free(c->q);
-		c->q = q;
-		c->cap = cap;
-		c->head = 0;
+	if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O'))
+		p += 2;
+	if (!*p)
+		goto bad;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '7')
+			goto bad;
+		mode = mode * 8 + (uint32_t)(*p - '0');
+		if (mode > 07777)
+			goto bad;
 	}
-	tail = (c->head + c->len) % c->cap;
-	first = c->cap - tail < n ? c->cap - tail : n;
-	memcpy(c->q + tail, p, first);
-	memcpy(c->q, (const uint8_t *)p + first, n - first);
-	c->len += n;
+	((struct nlg_unix_conf *)conf)->mode = mode;
 	return 0;
+bad:
+	return nlg_err_set(err, EINVAL, "bad mode '%.64s%s' (an octal file mode such as 0660)",
+			   text, strlen(text) > 64 ? "..." : "");
 }
 
-static void q_pop(struct nlg_client *c, size_t n)
-{
-	c->len -= n;
-	c->head = c->len ? (c->head + n) % c->cap : 0;
-	if (!c->len && c->cap > QUEUE_KEEP_CAP) { /* a burst is over: give it back */
-		free(c->q);
-		c->q = NULL;
-		c->cap = 0;
+#define CONF(m) offsetof(struct nlg_unix_conf, m), sizeof(((struct nlg_unix_conf *)0)->m)
+
+static const struct nlg_opt unix_opts[] = {
+    {.name = "path",
+     .type = NLG_OPT_STR,
+     CONF(path),
+     .def = "nlgate.sock",
+     .arg = "PATH",
+     .desc = "the socket to listen on (default nlgate.sock)"},
+    {.name = "mode",
+     .type = NLG_OPT_CUSTOM,
+     CONF(mode),
+     .def = "0660",
+     .parse = parse_mode,
+     .arg = "MODE",
+     .desc = "file mode of the socket, octal as chmod reads it (default 0660)"},
+    {.name = "queue",
+     .type = NLG_OPT_SIZE,
+     CONF(queue),
+     .def = "4M",
+     .min = 4096,
+     .max = 1ull << 30,
+     .arg = "BYTES",
+     .desc = "per-client queue bound; a client further behind loses whole frames, "
+	     "announced by an nlgate.gap frame (default 4M)"},
+    {.name = "max_clients",
+     .type = NLG_OPT_UINT,
+     CONF(max_clients),
+     .def = "64",
+     .min = 1,
+     .max = 4096,
+     .arg = "N",
+     .desc = "connections past this many are closed at once (default 64)"},
+    {.name = NULL},
+};
+
+#define STAT(n, t, d)                                                                              \
+	{                                                                                          \
+		.name = #n, .type = t, .offset = offsetof(struct nlg_unix_stats, n),               \
+		.size = sizeof(((struct nlg_unix_stats *)0)->n), .desc = d                         \
 	}
-}
 
-static ssize_t send_iov(int fd, struct iovec *iov, int n)
-{
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-	ssize_t w;
+static const struct nlg_field unix_stats_fields[] = {
+    STAT(frames, NLG_T_U64, "frames offered"),
+    STAT(bytes, NLG_T_U64, "bytes queued to clients, gap frames included"),
+    STAT(dropped, NLG_T_U64, "frames dropped for slow clients (sum over clients)"),
+    STAT(gaps, NLG_T_U64, "nlgate.gap frames queued"),
+    STAT(clients, NLG_T_U64, "clients connected now"),
+    STAT(accepted, NLG_T_U64, "clients accepted in total"),
+    STAT(rejected, NLG_T_U64, "connections closed at once: over max_clients, or no memory"),
+    STAT(path, NLG_T_STR, "the socket's path"),
+};
 
-	do
-		w = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (w < 0 && errno == EINTR);
-	return w;
-}
+struct nlg_schema nlg_unix_stats_schema = {
+    .kind = "unix.stats",
+    .desc = "counters of a unix feed output",
+    .fields = unix_stats_fields,
+    .nfields = NLG_ARRAY_SIZE(unix_stats_fields),
+    .rec_size = sizeof(struct nlg_unix_stats),
+    .present_off = offsetof(struct nlg_unix_stats, present),
+};
+
+/* ---- clients ---- */
 
 static void client_set_out(struct nlg_out_unix *u, struct nlg_client *c, int on)
 {
@@ -127,7 +147,7 @@ static void client_free(struct nlg_out_unix *u, struct nlg_client *c)
 {
 	nlg_loop_del_fd(u->loop, c->fd);
 	close(c->fd);
-	free(c->q);
+	nlg_outq_destroy(c->q);
 	free(c);
 }
 
@@ -135,7 +155,6 @@ static void client_remove(struct nlg_out_unix *u, int i)
 {
 	client_free(u, u->cl[i]);
 	u->cl[i] = u->cl[--u->ncl];
-	u->st.clients = (uint64_t)u->ncl;
 }
 
 static int client_index(const struct nlg_out_unix *u, const struct nlg_client *c)
@@ -146,24 +165,15 @@ static int client_index(const struct nlg_out_unix *u, const struct nlg_client *c
 	return -1;
 }
 
-/* Write what the socket takes. 0, or -1 when the client is gone. */
-static int client_drain(struct nlg_out_unix *u, struct nlg_client *c)
+/* Write what the socket takes; EPOLLOUT while some remains. 0, or -1 when
+ * the client is gone. */
+static int client_write(struct nlg_out_unix *u, struct nlg_client *c)
 {
-	while (c->len) {
-		size_t first = c->cap - c->head < c->len ? c->cap - c->head : c->len;
-		struct iovec iov[2] = {
-		    {.iov_base = c->q + c->head, .iov_len = first},
-		    {.iov_base = c->q, .iov_len = c->len - first},
-		};
-		ssize_t w = send_iov(c->fd, iov, c->len > first ? 2 : 1);
-		if (w < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return -1; /* EPIPE, ECONNRESET, ... */
-		}
-		q_pop(c, (size_t)w);
-	}
-	client_set_out(u, c, c->len != 0);
+	int rc = nlg_outq_write(c->q, c->fd);
+
+	if (rc < 0)
+		return -1;
+	client_set_out(u, c, rc);
 	return 0;
 }
 
@@ -203,7 +213,7 @@ static void client_io(struct nlg_loop *loop, int fd, uint32_t events, void *data
 		client_remove(u, i);
 		return;
 	}
-	if ((events & (EPOLLOUT | EPOLLERR)) && client_drain(u, c) < 0)
+	if ((events & (EPOLLOUT | EPOLLERR)) && client_write(u, c) < 0)
 		client_remove(u, i);
 }
 
@@ -217,6 +227,24 @@ static int64_t accept_resume(struct nlg_loop *loop, int64_t id, void *data)
 	u->retry_timer = 0;
 	nlg_loop_mod_fd(loop, u->fd, EPOLLIN);
 	return -1;
+}
+
+static struct nlg_client *client_new(struct nlg_out_unix *u, int cfd)
+{
+	struct nlg_outq_conf qc = {.max_bytes = u->qmax, .total = &u->qt};
+	struct nlg_client *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->u = u;
+	c->fd = cfd;
+	c->q = nlg_outq_create(&qc);
+	if (!c->q || nlg_loop_add_fd(u->loop, cfd, EPOLLIN, client_io, c) < 0) {
+		nlg_outq_destroy(c->q);
+		free(c);
+		return NULL;
+	}
+	return c;
 }
 
 static void accept_io(struct nlg_loop *loop, int fd, uint32_t events, void *data)
@@ -244,28 +272,14 @@ static void accept_io(struct nlg_loop *loop, int fd, uint32_t events, void *data
 			}
 			return;
 		}
-		if (u->ncl >= u->max_clients) {
-			close(cfd);
-			u->st.rejected++;
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
+		c = u->ncl < u->max_clients ? client_new(u, cfd) : NULL;
 		if (!c) {
 			close(cfd);
-			u->st.rejected++;
-			continue;
-		}
-		c->u = u;
-		c->fd = cfd;
-		if (nlg_loop_add_fd(loop, cfd, EPOLLIN, client_io, c) < 0) {
-			close(cfd);
-			free(c);
-			u->st.rejected++;
+			u->rejected++;
 			continue;
 		}
 		u->cl[u->ncl++] = c;
-		u->st.clients = (uint64_t)u->ncl;
-		u->st.accepted++;
+		u->accepted++;
 	}
 }
 
@@ -300,86 +314,12 @@ static int clear_stale(const char *path, const struct sockaddr_un *sun, struct n
 	return 0;
 }
 
-struct nlg_out_unix *nlg_out_unix_open(struct nlg_loop *loop, const struct nlg_out_unix_opts *o,
-				       struct nlg_err *err)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct nlg_out_unix *u;
-	struct stat sb;
-	unsigned mode;
-	int bound = 0;
+/* ---- open, flush, close ---- */
 
-	if (!o->path || !*o->path) {
-		nlg_err_set(err, EINVAL, "unix feed: no socket path");
-		return NULL;
-	}
-	if (strlen(o->path) >= sizeof(sun.sun_path)) {
-		nlg_err_set(err, ENAMETOOLONG, "%s: socket path too long (at most %zu bytes)",
-			    o->path, sizeof(sun.sun_path) - 1);
-		return NULL;
-	}
-	strcpy(sun.sun_path, o->path);
-	u = calloc(1, sizeof(*u));
-	if (!u) {
-		nlg_err_set(err, ENOMEM, "%s: out of memory", o->path);
-		return NULL;
-	}
-	u->loop = loop;
-	u->fd = -1;
-	strcpy(u->path, o->path);
-	u->qmax = o->queue_bytes ? o->queue_bytes : DEF_QUEUE_BYTES;
-	u->max_clients = o->max_clients > 0 ? o->max_clients : DEF_MAX_CLIENTS;
-	mode = o->mode ? o->mode : DEF_MODE;
-	nlg_buf_init(&u->gap);
-	nlg_mp_init(&u->gpk, &u->gap);
-	u->cl = calloc((size_t)u->max_clients, sizeof(*u->cl));
-	if (!u->cl) {
-		nlg_err_set(err, ENOMEM, "%s: out of memory", o->path);
-		goto err;
-	}
-	u->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (u->fd < 0) {
-		nlg_err_set(err, errno, "%s: socket: %s", o->path, strerror(errno));
-		goto err;
-	}
-	if (clear_stale(o->path, &sun, err) < 0)
-		goto err;
-	if (bind(u->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		nlg_err_set(err, errno, "%s: bind: %s", o->path,
-			    errno == EADDRINUSE ? "address in use" : strerror(errno));
-		goto err;
-	}
-	bound = 1;
-	if (stat(o->path, &sb) == 0) {
-		u->dev = sb.st_dev;
-		u->ino = sb.st_ino;
-	}
-	if (chmod(o->path, mode) < 0) {
-		nlg_err_set(err, errno, "%s: chmod %o: %s", o->path, mode, strerror(errno));
-		goto err;
-	}
-	if (listen(u->fd, SOMAXCONN) < 0) {
-		nlg_err_set(err, errno, "%s: listen: %s", o->path, strerror(errno));
-		goto err;
-	}
-	if (nlg_loop_add_fd(loop, u->fd, EPOLLIN, accept_io, u) < 0) {
-		nlg_err_set(err, ENOMEM, "%s: cannot watch the listener", o->path);
-		goto err;
-	}
-	return u;
-err:
-	if (!bound)
-		u->path[0] = 0; /* not ours: close must not unlink it */
-	nlg_out_unix_close(u);
-	return NULL;
-}
-
-void nlg_out_unix_close(struct nlg_out_unix *u)
+static void unix_close_now(struct nlg_out_unix *u)
 {
 	struct stat sb;
 
-	if (!u)
-		return;
 	for (int i = 0; i < u->ncl; i++)
 		client_free(u, u->cl[i]);
 	u->ncl = 0;
@@ -392,91 +332,87 @@ void nlg_out_unix_close(struct nlg_out_unix *u)
 	/* Unlink only the socket we bound: a newer instance may own the path. */
 	if (u->path[0] && lstat(u->path, &sb) == 0 && sb.st_dev == u->dev && sb.st_ino == u->ino)
 		unlink(u->path);
-	nlg_buf_free(&u->gap);
 	free(u->cl);
 	free(u);
 }
 
-/* ---- sending ---- */
-
-static int gap_frame(struct nlg_out_unix *u, uint64_t missed)
+static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct nlg_err *err)
 {
-	int rc;
+	const struct nlg_unix_conf *cf = conf;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct nlg_out_unix *u;
+	struct stat sb;
+	size_t plen = strnlen(cf->path, sizeof(cf->path));
+	int bound = 0, rc;
 
-	nlg_buf_reset(&u->gap);
-	rc = nlg_enc_mp_frame_head(&u->gpk, "nlgate.gap", 10, nlg_realtime_ns());
-	rc |= msgpack_pack_map(&u->gpk, 1);
-	rc |= msgpack_pack_str_with_body(&u->gpk, "missed", 6);
-	rc |= msgpack_pack_uint64(&u->gpk, missed);
-	return rc ? -ENOMEM : 0;
-}
-
-/* Offer one frame to client i: 1 taken, 0 dropped, -1 client gone. */
-static int client_send(struct nlg_out_unix *u, struct nlg_client *c, const void *frame, size_t len)
-{
-	struct iovec iov[2];
-	size_t gaplen = 0, total;
-	int n = 0;
-
-	if (c->missed) {
-		/* The gap frame goes in with the frame, under the same bound,
-		 * so it is never itself dropped or split. */
-		if (gap_frame(u, c->missed) < 0)
-			goto drop;
-		gaplen = u->gap.len;
-		iov[n++] = (struct iovec){.iov_base = u->gap.data, .iov_len = gaplen};
-	}
-	total = gaplen + len;
-	if (len > u->qmax || c->len + total > u->qmax)
-		goto drop;
-	iov[n++] = (struct iovec){.iov_base = (void *)frame, .iov_len = len};
-	/* Frames are queued and written in batches: a poll sends thousands of
-	 * small frames, and one write per frame per client cost more than the
-	 * encoding. The loop writes the rest as soon as it runs (EPOLLOUT). */
-	for (int i = 0; i < n; i++)
-		if (q_push(u, c, iov[i].iov_base, iov[i].iov_len) < 0)
-			return -1; /* out of memory: drop the client, not half a frame */
-	if (c->len >= NLG_UNIX_WRITE_BATCH && client_drain(u, c) < 0)
-		return -1;
-	if (gaplen) {
-		u->st.gaps++;
-		c->missed = 0;
-	}
-	u->st.bytes += total;
-	client_set_out(u, c, c->len != 0);
-	return 1;
-drop:
-	c->missed++;
-	u->st.dropped++;
-	return 0;
-}
-
-int nlg_out_unix_send(struct nlg_out_unix *u, const void *frame, size_t len)
-{
-	int taken = 0;
-
+	*st = NULL;
+	if (!plen)
+		return nlg_err_set(err, EINVAL, "unix feed: no socket path");
+	if (plen >= sizeof(sun.sun_path))
+		return nlg_err_set(err, ENAMETOOLONG,
+				   "%.*s: socket path too long (at most %zu bytes)", (int)plen,
+				   cf->path, sizeof(sun.sun_path) - 1);
+	if (!cf->queue || !cf->max_clients || cf->max_clients > INT32_MAX)
+		return nlg_err_set(err, EINVAL, "%s: queue and max_clients must be positive",
+				   cf->path);
+	memcpy(sun.sun_path, cf->path, plen + 1);
+	u = calloc(1, sizeof(*u));
 	if (!u)
-		return -EINVAL;
-	u->st.frames++;
-	for (int i = 0; i < u->ncl;) {
-		int rc = client_send(u, u->cl[i], frame, len);
-		if (rc < 0) {
-			client_remove(u, i); /* the last client moved to i */
-			continue;
-		}
-		taken += rc;
-		i++;
+		return nlg_err_set(err, ENOMEM, "%s: out of memory", cf->path);
+	u->loop = loop;
+	u->fd = -1;
+	memcpy(u->path, cf->path, plen + 1);
+	u->qmax = (size_t)cf->queue;
+	u->max_clients = (int)cf->max_clients;
+	u->cl = calloc((size_t)u->max_clients, sizeof(*u->cl));
+	if (!u->cl) {
+		rc = nlg_err_set(err, ENOMEM, "%s: out of memory", cf->path);
+		goto err;
 	}
-	return taken;
+	u->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		rc = nlg_err_set(err, errno, "%s: socket: %s", cf->path, strerror(errno));
+		goto err;
+	}
+	if ((rc = clear_stale(cf->path, &sun, err)) < 0)
+		goto err;
+	if (bind(u->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		rc = nlg_err_set(err, errno, "%s: bind: %s", cf->path,
+				 errno == EADDRINUSE ? "address in use" : strerror(errno));
+		goto err;
+	}
+	bound = 1;
+	if (stat(cf->path, &sb) == 0) {
+		u->dev = sb.st_dev;
+		u->ino = sb.st_ino;
+	}
+	if (chmod(cf->path, cf->mode) < 0) {
+		rc = nlg_err_set(err, errno, "%s: chmod %o: %s", cf->path, cf->mode,
+				 strerror(errno));
+		goto err;
+	}
+	if (listen(u->fd, SOMAXCONN) < 0) {
+		rc = nlg_err_set(err, errno, "%s: listen: %s", cf->path, strerror(errno));
+		goto err;
+	}
+	if (nlg_loop_add_fd(loop, u->fd, EPOLLIN, accept_io, u) < 0) {
+		rc = nlg_err_set(err, ENOMEM, "%s: cannot watch the listener", cf->path);
+		goto err;
+	}
+	*st = u;
+	return 0;
+err:
+	if (!bound)
+		u->path[0] = 0; /* not ours: close must not unlink it */
+	unix_close_now(u);
+	return rc;
 }
 
-const struct nlg_out_unix_stats *nlg_out_unix_stats(const struct nlg_out_unix *u)
+/* Write until every queue is empty, or timeout_ms passes; 0 or less: one
+ * pass of what the sockets take now. */
+static void unix_flush(void *st, int timeout_ms)
 {
-	return &u->st;
-}
-
-void nlg_out_unix_flush(struct nlg_out_unix *u, int timeout_ms)
-{
+	struct nlg_out_unix *u = st;
 	uint64_t deadline = nlg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	struct pollfd *pfd;
 
@@ -491,11 +427,11 @@ void nlg_out_unix_flush(struct nlg_out_unix *u, int timeout_ms)
 
 		for (int i = 0; i < u->ncl;) {
 			struct nlg_client *c = u->cl[i];
-			if (c->len && client_drain(u, c) < 0) {
+			if (nlg_outq_len(c->q) && client_write(u, c) < 0) {
 				client_remove(u, i);
 				continue;
 			}
-			if (c->len)
+			if (nlg_outq_len(c->q))
 				pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
 			i++;
 		}
@@ -507,3 +443,86 @@ void nlg_out_unix_flush(struct nlg_out_unix *u, int timeout_ms)
 	}
 	free(pfd);
 }
+
+static void unix_close(void *st, int timeout_ms)
+{
+	if (!st)
+		return;
+	unix_flush(st, timeout_ms);
+	unix_close_now(st);
+}
+
+/* ---- sending ---- */
+
+/* Offer one frame, given in pieces, to every client: how many took it. */
+static int push_all(struct nlg_out_unix *u, const struct iovec *iov, int n)
+{
+	int taken = 0;
+
+	u->frames++;
+	for (int i = 0; i < u->ncl;) {
+		struct nlg_client *c = u->cl[i];
+		int rc = nlg_outq_push(c->q, iov, n);
+
+		/* Queued, and written in batches; the loop writes the rest
+		 * as soon as it runs (EPOLLOUT). -ENOMEM drops the client
+		 * rather than frames it would never hear of. */
+		if (rc > 0 && nlg_outq_len(c->q) >= WRITE_BATCH)
+			rc = client_write(u, c) < 0 ? -1 : 1;
+		else if (rc > 0)
+			client_set_out(u, c, 1);
+		if (rc < 0) {
+			client_remove(u, i); /* the last client moved to i */
+			continue;
+		}
+		taken += rc;
+		i++;
+	}
+	return taken;
+}
+
+static int unix_send(void *st, const struct nlg_item *it)
+{
+	uint8_t head[NLG_OUTQ_HEAD_MAX];
+	struct iovec iov[2];
+	int hl;
+
+	/* A tag past 255 bytes would fit the head buffer some times and not
+	 * others (the timestamp's size varies): refuse it always. */
+	if (it->taglen > 255 || !it->len)
+		return -EINVAL;
+	hl = nlg_outq_mp_head(head, sizeof(head), it->tag, it->taglen, it->time_ns);
+	if (hl < 0)
+		return hl;
+	iov[0] = (struct iovec){.iov_base = head, .iov_len = (size_t)hl};
+	iov[1] = (struct iovec){.iov_base = (void *)it->body, .iov_len = it->len};
+	return push_all(st, iov, 2);
+}
+
+static void unix_stats(void *st, void *out)
+{
+	struct nlg_out_unix *u = st;
+	struct nlg_unix_stats *s = out;
+
+	s->frames = u->frames;
+	s->bytes = u->qt.bytes;
+	s->dropped = u->qt.dropped;
+	s->gaps = u->qt.gaps;
+	s->clients = (uint64_t)u->ncl;
+	s->accepted = u->accepted;
+	s->rejected = u->rejected;
+	memcpy(s->path, u->path, sizeof(s->path));
+}
+
+const struct nlg_output_ops nlg_unix_output = {
+    .name = "unix",
+    .desc = "the local feed: msgpack [tag, time, record] frames to every client of a unix socket",
+    .opts = unix_opts,
+    .conf_size = sizeof(struct nlg_unix_conf),
+    .stats_schema = &nlg_unix_stats_schema,
+    .open = unix_open,
+    .close = unix_close,
+    .send = unix_send,
+    .flush = unix_flush,
+    .stats = unix_stats,
+};

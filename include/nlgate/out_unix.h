@@ -1,7 +1,12 @@
 /* The local feed: a listening unix socket; every connected client receives
- * the stream of msgpack frames. Each client has a bounded queue; what a slow
- * client misses is counted and announced to it as an `nlgate.gap` frame
- * ({missed = N}) before the next frame it does get. Never blocks the loop. */
+ * the stream of msgpack frames [tag, time, body]. Each client has a bounded
+ * queue (core/outq.c); what a slow client misses is counted and announced to
+ * it as an `nlgate.gap` frame ({missed = N}) before the next frame it does
+ * get. Never blocks the loop.
+ *
+ *   ops->send(item) ─▶ head [tag, time] on the stack ─┬─▶ client 1 outq ─▶ fd
+ *                      + body (not copied)           ├─▶ client 2 outq ─▶ fd
+ *                                                    └─▶ ... */
 #ifndef NLGATE_OUT_UNIX_H
 #define NLGATE_OUT_UNIX_H
 
@@ -9,34 +14,35 @@
 #include <stdint.h>
 #include "common.h"
 #include "loop.h"
+#include "output.h"
 
-struct nlg_out_unix_opts {
-	const char *path;
-	unsigned int mode;  /* file mode of the socket, e.g. 0660 */
-	size_t queue_bytes; /* per-client queue bound */
-	int max_clients;
+/* The output "unix": gw.unix{path = ..., mode = ..., queue = ..., max_clients = ...}.
+ * send frames an item as [tag, time, body] (-EINVAL for a tag over 255 bytes
+ * or an empty body); close(st, timeout_ms) writes for up to timeout_ms first. */
+extern const struct nlg_output_ops nlg_unix_output;
+
+/* Its conf (filled from nlg_unix_output.opts). No pointers, so a reload can
+ * compare two confs with memcmp; callers zero it before filling, which
+ * keeps the padding equal too. */
+struct nlg_unix_conf {
+	char path[108];	      /* sizeof(sun_path), the NUL included */
+	uint32_t mode;	      /* file mode of the socket, e.g. 0660 */
+	uint64_t queue;	      /* per-client queue bound, bytes */
+	uint32_t max_clients; /* connections past this are closed at once */
 };
 
-struct nlg_out_unix_stats {
+/* Its counters: a record of nlg_unix_stats_schema ("unix.stats"). */
+struct nlg_unix_stats {
+	NLG_RECORD_HEAD;
 	uint64_t frames;   /* frames offered */
-	uint64_t bytes;	   /* bytes queued to clients */
+	uint64_t bytes;	   /* bytes queued to clients, gap frames included */
 	uint64_t dropped;  /* frames dropped for slow clients (sum over clients) */
-	uint64_t gaps;	   /* gap frames announced */
+	uint64_t gaps;	   /* gap frames queued */
 	uint64_t clients;  /* clients connected now */
 	uint64_t accepted; /* clients accepted in total */
 	uint64_t rejected; /* connections closed at once: over max_clients, or no memory */
+	char path[108];
 };
-
-struct nlg_out_unix;
-
-struct nlg_out_unix *nlg_out_unix_open(struct nlg_loop *loop, const struct nlg_out_unix_opts *o,
-				       struct nlg_err *err);
-void nlg_out_unix_close(struct nlg_out_unix *u); /* accepts NULL; unlinks the path */
-/* Queue one complete msgpack frame to every client; returns how many took
- * it (the others count it as missed). */
-int nlg_out_unix_send(struct nlg_out_unix *u, const void *frame, size_t len);
-const struct nlg_out_unix_stats *nlg_out_unix_stats(const struct nlg_out_unix *u);
-/* Try to write queued data now (used at shutdown to drain). */
-void nlg_out_unix_flush(struct nlg_out_unix *u, int timeout_ms);
+extern struct nlg_schema nlg_unix_stats_schema;
 
 #endif

@@ -1,6 +1,8 @@
-/* Unit tests for core/out_unix.c over real unix sockets in a temp directory:
- * whole frames in order, bounded queues with drops and `nlgate.gap`, client
- * removal, stale socket files, error messages, max_clients, flush. */
+/* Unit tests for core/out_unix.c over real unix sockets in a temp directory,
+ * through its output ops (nlg_unix_output): whole frames in order, bounded
+ * queues with drops and `nlgate.gap`, client removal, stale socket files,
+ * error messages, max_clients, flush and close; the option table and the
+ * stats schema. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,14 +20,20 @@
 
 #include "nlgate/encode.h"
 #include "nlgate/loop.h"
+#include "nlgate/opt.h"
 #include "nlgate/out_unix.h"
+
+#define OPS (&nlg_unix_output)
 
 struct fx {
 	char dir[64];
 	char path[128];
 	struct nlg_loop *loop;
-	struct nlg_out_unix *u;
-	struct nlg_buf fr;
+	struct nlg_unix_conf conf;
+	void *u; /* the output's state */
+	struct nlg_unix_stats stats;
+	struct nlg_buf fr; /* a whole frame: head, then the body */
+	size_t headlen;
 	msgpack_packer pk;
 };
 
@@ -49,7 +57,8 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 
-	nlg_out_unix_close(f->u);
+	if (f->u)
+		OPS->close(f->u, 0);
 	nlg_loop_destroy(f->loop);
 	nlg_buf_free(&f->fr);
 	unlink(f->path);
@@ -58,16 +67,40 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
-static struct nlg_out_unix *fx_open(struct fx *f, size_t queue_bytes, int max_clients)
+/* A conf as the option table fills it, with path, and queue and
+ * max_clients when not 0. */
+static void fx_conf(struct fx *f, struct nlg_unix_conf *c, size_t queue_bytes, int max_clients)
 {
-	struct nlg_out_unix_opts o = {
-	    .path = f->path, .queue_bytes = queue_bytes, .max_clients = max_clients};
+	char q[32], m[32];
+	const char *values[5] = {NULL, NULL, NULL, NULL, NULL};
 	struct nlg_err err = {{0}};
 
-	f->u = nlg_out_unix_open(f->loop, &o, &err);
-	if (!f->u)
+	assert_int_equal(nlg_opt_count(OPS->opts), 4);
+	snprintf(q, sizeof(q), "%zu", queue_bytes);
+	snprintf(m, sizeof(m), "%d", max_clients);
+	values[nlg_opt_find(OPS->opts, "path", 0)] = f->path;
+	values[nlg_opt_find(OPS->opts, "queue", 0)] = queue_bytes ? q : NULL;
+	values[nlg_opt_find(OPS->opts, "max_clients", 0)] = max_clients ? m : NULL;
+	memset(c, 0, sizeof(*c));
+	if (nlg_opt_apply(OPS->opts, c, values, NLG_CTX_SCRIPT, &err) < 0)
+		fail_msg("options: %s", err.msg);
+}
+
+static void *fx_open(struct fx *f, size_t queue_bytes, int max_clients)
+{
+	struct nlg_err err = {{0}};
+
+	fx_conf(f, &f->conf, queue_bytes, max_clients);
+	if (OPS->open(f->loop, &f->conf, &f->u, &err) < 0)
 		fail_msg("open: %s", err.msg);
 	return f->u;
+}
+
+static const struct nlg_unix_stats *stats(struct fx *f)
+{
+	memset(&f->stats, 0, sizeof(f->stats));
+	OPS->stats(f->u, &f->stats);
+	return &f->stats;
 }
 
 static int client_connect(const char *path)
@@ -84,19 +117,23 @@ static int client_connect(const char *path)
 /* Run the loop until the feed has n clients. */
 static void wait_clients(struct fx *f, uint64_t n)
 {
-	for (int i = 0; i < 500 && nlg_out_unix_stats(f->u)->clients != n; i++)
+	for (int i = 0; i < 500 && stats(f)->clients != n; i++)
 		nlg_loop_run_once(f->loop, 10);
-	assert_int_equal(nlg_out_unix_stats(f->u)->clients, n);
+	assert_int_equal(stats(f)->clients, n);
 }
 
-/* A frame ["test", now, {seq = seq, pad = "xxx..."}]. */
+#define TIME0 1700000000000000000ull
+
+/* A frame ["test", TIME0 + seq, {seq = seq, pad = "xxx..."}]: f->fr holds
+ * the whole of it, the body from f->headlen. */
 static void make_frame(struct fx *f, uint64_t seq, size_t pad)
 {
 	static char padding[65536];
 
 	memset(padding, 'x', sizeof(padding));
 	nlg_buf_reset(&f->fr);
-	assert_int_equal(nlg_enc_mp_frame_head(&f->pk, "test", 4, 1700000000000000000ull + seq), 0);
+	assert_int_equal(nlg_enc_mp_frame_head(&f->pk, "test", 4, TIME0 + seq), 0);
+	f->headlen = f->fr.len;
 	msgpack_pack_map(&f->pk, 2);
 	msgpack_pack_str_with_body(&f->pk, "seq", 3);
 	msgpack_pack_uint64(&f->pk, seq);
@@ -104,10 +141,18 @@ static void make_frame(struct fx *f, uint64_t seq, size_t pad)
 	msgpack_pack_str_with_body(&f->pk, padding, pad);
 }
 
+/* The same frame as an item: the output frames it again around the body. */
 static int send_frame(struct fx *f, uint64_t seq, size_t pad)
 {
+	struct nlg_item it;
+
 	make_frame(f, seq, pad);
-	return nlg_out_unix_send(f->u, f->fr.data, f->fr.len);
+	it = (struct nlg_item){.tag = "test",
+			       .taglen = 4,
+			       .time_ns = TIME0 + seq,
+			       .body = f->fr.data + f->headlen,
+			       .len = f->fr.len - f->headlen};
+	return OPS->send(f->u, &it);
 }
 
 /* ---- a test-side reader of the feed ---- */
@@ -272,10 +317,10 @@ static void test_frames_in_order(void **state)
 	/* Drained: no EPOLLOUT left registered, so the loop has nothing to do. */
 	assert_int_equal(nlg_loop_run_once(f->loop, 0), 0);
 	assert_int_equal(r.bytes, want);
-	assert_int_equal(nlg_out_unix_stats(f->u)->frames, 3000);
-	assert_int_equal(nlg_out_unix_stats(f->u)->bytes, want);
-	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
-	assert_int_equal(nlg_out_unix_stats(f->u)->gaps, 0);
+	assert_int_equal(stats(f)->frames, 3000);
+	assert_int_equal(stats(f)->bytes, want);
+	assert_int_equal(stats(f)->dropped, 0);
+	assert_int_equal(stats(f)->gaps, 0);
 	rd_free(&r);
 }
 
@@ -284,7 +329,6 @@ static void test_frames_in_order(void **state)
 static void test_slow_client_gap(void **state)
 {
 	struct fx *f = *state;
-	const struct nlg_out_unix_stats *st;
 	struct rd slow, fast;
 	struct frame fr;
 	uint64_t got, missed;
@@ -294,16 +338,15 @@ static void test_slow_client_gap(void **state)
 	wait_clients(f, 1);
 	rd_init(&fast, client_connect(f->path));
 	wait_clients(f, 2);
-	st = nlg_out_unix_stats(f->u);
 	for (uint64_t s = 0; s < 1000; s++) {
 		send_frame(f, s, 1000);
 		rd_pull(&fast);
 		nlg_loop_run_once(f->loop, 0);
 	}
-	assert_true(st->dropped > 0);
-	assert_true(st->dropped < 1000);
-	assert_int_equal(st->gaps, 0);
-	missed = st->dropped;
+	assert_true(stats(f)->dropped > 0);
+	assert_true(stats(f)->dropped < 1000);
+	assert_int_equal(stats(f)->gaps, 0);
+	missed = stats(f)->dropped;
 
 	/* The slow one wakes up: it gets an unbroken prefix, then nothing. */
 	rd_drain(f, &slow);
@@ -325,8 +368,8 @@ static void test_slow_client_gap(void **state)
 	assert_int_equal(fr.missed, missed);
 	expect_seqs(&slow, 1000, 1010);
 	expect_end(&slow);
-	assert_int_equal(st->gaps, 1);
-	assert_int_equal(st->dropped, missed);
+	assert_int_equal(stats(f)->gaps, 1);
+	assert_int_equal(stats(f)->dropped, missed);
 
 	rd_drain(f, &fast);
 	expect_seqs(&fast, 0, 1010);
@@ -341,7 +384,6 @@ static void test_slow_client_gap(void **state)
 static void test_steady_partial_reads(void **state)
 {
 	struct fx *f = *state;
-	const struct nlg_out_unix_stats *st;
 	struct rd r;
 	struct frame fr;
 	uint64_t n = 5000, got = 0, missed = 0, gaps = 0, last = 0;
@@ -350,7 +392,6 @@ static void test_steady_partial_reads(void **state)
 	fx_open(f, 256 << 10, 0);
 	rd_init(&r, client_connect(f->path));
 	wait_clients(f, 1);
-	st = nlg_out_unix_stats(f->u);
 	for (uint64_t s = 0; s < n; s++) {
 		send_frame(f, s, 500 + (size_t)(s * 7919 % 1000));
 		if (s % 10 == 9) {
@@ -378,9 +419,9 @@ static void test_steady_partial_reads(void **state)
 	assert_int_equal(last, n);
 	assert_int_equal(got + missed, n + 1);
 	assert_true(missed > 0); /* the point of the test: drops did happen */
-	assert_int_equal(st->dropped, missed);
-	assert_int_equal(st->gaps, gaps);
-	assert_int_equal(st->bytes, r.bytes);
+	assert_int_equal(stats(f)->dropped, missed);
+	assert_int_equal(stats(f)->gaps, gaps);
+	assert_int_equal(stats(f)->bytes, r.bytes);
 	rd_free(&r);
 }
 
@@ -439,7 +480,7 @@ static void test_disconnect(void **state)
 			rd_pull(&chatty);
 		}
 	}
-	assert_int_equal(nlg_out_unix_stats(f->u)->clients, 2);
+	assert_int_equal(stats(f)->clients, 2);
 	close(gone2);
 	rd_drain(f, &keep);
 	rd_drain(f, &chatty);
@@ -447,8 +488,8 @@ static void test_disconnect(void **state)
 	expect_end(&keep);
 	expect_seqs(&chatty, 0, 500);
 	expect_end(&chatty);
-	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
-	assert_int_equal(nlg_out_unix_stats(f->u)->accepted, 4);
+	assert_int_equal(stats(f)->dropped, 0);
+	assert_int_equal(stats(f)->accepted, 4);
 	rd_free(&keep);
 	rd_free(&chatty);
 }
@@ -481,12 +522,13 @@ static void test_stale_socket_replaced(void **state)
 static void test_live_socket_kept(void **state)
 {
 	struct fx *f = *state;
-	struct nlg_out_unix_opts o = {.path = f->path};
 	struct nlg_err err = {{0}};
+	void *second = &err;
 	struct rd r;
 
 	fx_open(f, 0, 0);
-	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_int_equal(OPS->open(f->loop, &f->conf, &second, &err), -EADDRINUSE);
+	assert_null(second);
 	assert_non_null(strstr(err.msg, f->path));
 	assert_non_null(strstr(err.msg, "address in use"));
 	/* The first feed still owns its socket. */
@@ -501,7 +543,7 @@ static void test_live_socket_kept(void **state)
 static void test_not_a_socket(void **state)
 {
 	struct fx *f = *state;
-	struct nlg_out_unix_opts o = {.path = f->path};
+	struct nlg_unix_conf c;
 	struct nlg_err err = {{0}};
 	struct stat sb;
 	FILE *fp = fopen(f->path, "w");
@@ -509,7 +551,9 @@ static void test_not_a_socket(void **state)
 	assert_non_null(fp);
 	fputs("precious", fp);
 	fclose(fp);
-	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	fx_conf(f, &c, 0, 0);
+	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), -EEXIST);
+	assert_null(f->u);
 	assert_non_null(strstr(err.msg, f->path));
 	assert_non_null(strstr(err.msg, "not a socket"));
 	assert_int_equal(stat(f->path, &sb), 0);
@@ -521,35 +565,47 @@ static void test_bad_paths(void **state)
 {
 	struct fx *f = *state;
 	char path[256];
-	struct nlg_out_unix_opts o = {.path = path};
+	struct nlg_unix_conf c;
 	struct nlg_err err = {{0}};
+	const char *values[5] = {path};
 
-	snprintf(path, sizeof(path), "%s/missing/feed.sock", f->dir);
-	assert_null(nlg_out_unix_open(f->loop, &o, &err));
-	assert_non_null(strstr(err.msg, path));
+	fx_conf(f, &c, 0, 0);
+	snprintf(c.path, sizeof(c.path), "%s/missing/feed.sock", f->dir);
+	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, c.path));
 	assert_non_null(strstr(err.msg, strerror(ENOENT)));
 
+	/* Too long: the table refuses it, and open an unterminated conf. */
 	memset(path, 'a', 200);
 	path[200] = 0;
+	memset(&c, 0, sizeof(c));
+	assert_true(nlg_opt_apply(OPS->opts, &c, values, NLG_CTX_SCRIPT, &err) < 0);
+	assert_non_null(strstr(err.msg, "path"));
+	fx_conf(f, &c, 0, 0);
+	memset(c.path, 'a', sizeof(c.path));
 	memset(&err, 0, sizeof(err));
-	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), -ENAMETOOLONG);
 	assert_non_null(strstr(err.msg, "too long"));
 
-	o.path = "";
-	assert_null(nlg_out_unix_open(f->loop, &o, &err));
+	c.path[0] = 0;
+	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "no socket path"));
+	assert_null(f->u);
 }
 
 static void test_max_clients_mode_close(void **state)
 {
 	struct fx *f = *state;
-	struct nlg_out_unix_opts o = {.path = f->path, .mode = 0600, .max_clients = 2};
 	struct nlg_err err = {{0}};
 	struct pollfd p;
 	struct stat sb;
 	char c;
 	int a, b, x;
 
-	f->u = nlg_out_unix_open(f->loop, &o, &err);
+	fx_conf(f, &f->conf, 0, 2);
+	assert_int_equal(
+	    OPS->opts[nlg_opt_find(OPS->opts, "mode", 0)].parse(&f->conf, "0600", &err), 0);
+	assert_int_equal(OPS->open(f->loop, &f->conf, &f->u, &err), 0);
 	assert_non_null(f->u);
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
@@ -559,15 +615,15 @@ static void test_max_clients_mode_close(void **state)
 	b = client_connect(f->path);
 	wait_clients(f, 2);
 	x = client_connect(f->path);
-	for (int i = 0; i < 100 && !nlg_out_unix_stats(f->u)->rejected; i++)
+	for (int i = 0; i < 100 && !stats(f)->rejected; i++)
 		nlg_loop_run_once(f->loop, 10);
-	assert_int_equal(nlg_out_unix_stats(f->u)->rejected, 1);
-	assert_int_equal(nlg_out_unix_stats(f->u)->clients, 2);
+	assert_int_equal(stats(f)->rejected, 1);
+	assert_int_equal(stats(f)->clients, 2);
 	p = (struct pollfd){.fd = x, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, 2000), 1);
 	assert_int_equal(read(x, &c, 1), 0); /* closed at once */
 
-	nlg_out_unix_close(f->u);
+	OPS->close(f->u, 0);
 	f->u = NULL;
 	assert_int_equal(lstat(f->path, &sb), -1);
 	assert_int_equal(errno, ENOENT);
@@ -577,20 +633,20 @@ static void test_max_clients_mode_close(void **state)
 	close(a);
 	close(b);
 	close(x);
-	nlg_out_unix_close(NULL);
+	OPS->close(NULL, 0);
 }
 
 /* Close does not unlink a path that another feed has taken over since. */
 static void test_close_spares_successor(void **state)
 {
 	struct fx *f = *state;
-	struct nlg_out_unix *old;
+	void *old;
 	struct stat sb;
 
 	old = fx_open(f, 0, 0);
 	assert_int_equal(unlink(f->path), 0); /* e.g. an operator cleaned up */
 	fx_open(f, 0, 0);
-	nlg_out_unix_close(old);
+	OPS->close(old, 0);
 	assert_int_equal(lstat(f->path, &sb), 0);
 	assert_true(S_ISSOCK(sb.st_mode));
 }
@@ -626,15 +682,205 @@ static void test_flush(void **state)
 	wait_clients(f, 1);
 	for (uint64_t s = 0; s < 2000; s++) /* ~2 MB: well past the socket buffer */
 		assert_int_equal(send_frame(f, s, 1000), 1);
-	queued = nlg_out_unix_stats(f->u)->bytes;
-	assert_int_equal(nlg_out_unix_stats(f->u)->dropped, 0);
+	queued = stats(f)->bytes;
+	assert_int_equal(stats(f)->dropped, 0);
 	assert_int_equal(pthread_create(&th, NULL, reader, &arg), 0);
-	nlg_out_unix_flush(f->u, 10000);
-	nlg_out_unix_close(f->u);
+	OPS->flush(f->u, 10000);
+	OPS->close(f->u, 0);
 	f->u = NULL;
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(arg.bytes, queued);
 	close(arg.fd);
+}
+
+/* close(st, timeout_ms) drains first: what was queued arrives, then EOF. */
+static void test_close_drains(void **state)
+{
+	struct fx *f = *state;
+	struct reader_arg arg;
+	pthread_t th;
+	uint64_t queued;
+
+	fx_open(f, 0, 0);
+	arg.fd = client_connect(f->path);
+	arg.bytes = 0;
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < 2000; s++)
+		assert_int_equal(send_frame(f, s, 1000), 1);
+	queued = stats(f)->bytes;
+	assert_int_equal(pthread_create(&th, NULL, reader, &arg), 0);
+	OPS->close(f->u, 10000);
+	f->u = NULL;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(arg.bytes, queued);
+	close(arg.fd);
+}
+
+/* The item's body is framed as [tag, time, body]: byte for byte what the
+ * encoder's frame head and the body make; what cannot be framed is refused
+ * and not counted. */
+static void test_send_item(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_buf want;
+	struct rd r;
+	char tag[300];
+	struct nlg_item it = {
+	    .tag = tag, .taglen = 255, .time_ns = 42, .body = (const uint8_t *)"\x80", .len = 1};
+	msgpack_packer pk;
+
+	nlg_buf_init(&want);
+	nlg_mp_init(&pk, &want);
+	memset(tag, 'g', sizeof(tag));
+	fx_open(f, 0, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < 100; s++) {
+		assert_int_equal(send_frame(f, s, (size_t)(s * 97 % 300)), 1);
+		assert_int_equal(nlg_buf_append(&want, f->fr.data, f->fr.len), 0);
+	}
+	assert_int_equal(OPS->send(f->u, &it), 1); /* the longest tag, an empty map */
+	assert_int_equal(nlg_enc_mp_frame_head(&pk, tag, 255, 42), 0);
+	assert_int_equal(nlg_buf_append(&want, "\x80", 1), 0);
+	it.taglen = 256;
+	assert_int_equal(OPS->send(f->u, &it), -EINVAL);
+	it.taglen = 4;
+	it.len = 0;
+	assert_int_equal(OPS->send(f->u, &it), -EINVAL);
+	assert_int_equal(stats(f)->frames, 101);
+	rd_drain(f, &r);
+	assert_int_equal(r.in.len, want.len);
+	assert_memory_equal(r.in.data, want.data, want.len);
+	assert_int_equal(stats(f)->bytes, want.len);
+	nlg_buf_free(&want);
+	rd_free(&r);
+}
+
+static int row(const char *name)
+{
+	int i = nlg_opt_find(OPS->opts, name, 0);
+
+	assert_true(i >= 0);
+	return i;
+}
+
+/* The option table: its rows, defaults, bounds and the mode parser. */
+static void test_options(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_unix_conf c, d;
+	struct nlg_err err = {{0}};
+	const char *values[5] = {NULL, NULL, NULL, NULL, NULL};
+	const struct nlg_opt *mode = &OPS->opts[row("mode")];
+
+	(void)f;
+	assert_string_equal(OPS->name, "unix");
+	assert_non_null(OPS->desc);
+	assert_int_equal(OPS->conf_size, sizeof(struct nlg_unix_conf));
+	assert_int_equal(OPS->opts[row("path")].type, NLG_OPT_STR);
+	assert_int_equal(OPS->opts[row("path")].size, 108);
+	assert_int_equal(mode->type, NLG_OPT_CUSTOM);
+	assert_int_equal(OPS->opts[row("queue")].type, NLG_OPT_SIZE);
+	assert_int_equal(OPS->opts[row("max_clients")].type, NLG_OPT_UINT);
+	for (size_t i = 0; OPS->opts[i].name; i++) {
+		assert_non_null(OPS->opts[i].desc);
+		assert_true(OPS->opts[i].off + OPS->opts[i].size <= OPS->conf_size);
+	}
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(nlg_opt_apply(OPS->opts, &c, values, NLG_CTX_SCRIPT, &err), 0);
+	assert_string_equal(c.path, "nlgate.sock");
+	assert_int_equal(c.mode, 0660);
+	assert_int_equal(c.queue, 4u << 20);
+	assert_int_equal(c.max_clients, 64);
+	/* Same options, same bytes: what a reload compares. */
+	memset(&d, 0, sizeof(d));
+	values[row("mode")] = "660";
+	values[row("queue")] = "4M";
+	assert_int_equal(nlg_opt_apply(OPS->opts, &d, values, NLG_CTX_SCRIPT, &err), 0);
+	assert_memory_equal(&c, &d, sizeof(c));
+	values[row("queue")] = "512k";
+	values[row("max_clients")] = "3";
+	values[row("path")] = "/run/x.sock";
+	assert_int_equal(nlg_opt_apply(OPS->opts, &d, values, NLG_CTX_SCRIPT, &err), 0);
+	assert_int_equal(d.queue, 512u << 10);
+	assert_int_equal(d.max_clients, 3);
+	assert_string_equal(d.path, "/run/x.sock");
+	assert_memory_not_equal(&c, &d, sizeof(c));
+	values[row("max_clients")] = "0";
+	assert_true(nlg_opt_apply(OPS->opts, &d, values, NLG_CTX_SCRIPT, &err) < 0);
+	assert_non_null(strstr(err.msg, "max_clients"));
+
+	/* Modes are octal, as chmod reads them. */
+	static const struct {
+		const char *text;
+		int rc;
+		uint32_t mode;
+	} m[] = {
+	    {"0660", 0, 0660},	   {"660", 0, 0660},
+	    {"0o600", 0, 0600},	   {"0", 0, 0},
+	    {"7777", 0, 07777},	   {"0777", 0, 0777},
+	    {"", -EINVAL, 0},	   {"0668", -EINVAL, 0},
+	    {"10000", -EINVAL, 0}, {"rw-rw----", -EINVAL, 0},
+	    {"-1", -EINVAL, 0},	   {"0o", -EINVAL, 0},
+	    {" 660", -EINVAL, 0},
+	};
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(m); i++) {
+		memset(&err, 0, sizeof(err));
+		c.mode = 12345;
+		assert_int_equal(mode->parse(&c, m[i].text, &err), m[i].rc);
+		if (m[i].rc == 0) {
+			assert_int_equal(c.mode, m[i].mode);
+		} else {
+			assert_int_equal(c.mode, 12345);
+			assert_non_null(strstr(err.msg, "bad mode"));
+			assert_non_null(strstr(err.msg, "octal"));
+		}
+	}
+	memset(&d, 0, sizeof(d));
+	memset(values, 0, sizeof(values));
+	values[row("mode")] = "0x1ff";
+	assert_int_equal(nlg_opt_apply(OPS->opts, &d, values, NLG_CTX_SCRIPT, &err), -EINVAL);
+	assert_string_equal(err.msg, "bad mode '0x1ff' (an octal file mode such as 0660)");
+}
+
+/* The counters' schema names every field of the stats record, all always
+ * present, and the stats op fills them. */
+static void test_stats_schema(void **state)
+{
+	struct fx *f = *state;
+	const struct nlg_schema *s = OPS->stats_schema;
+	const struct nlg_unix_stats *st;
+	static const char *const names[] = {"frames",  "bytes",	   "dropped",  "gaps",
+					    "clients", "accepted", "rejected", "path"};
+	char text[128];
+	struct rd r;
+
+	assert_ptr_equal(s, &nlg_unix_stats_schema);
+	assert_string_equal(s->kind, "unix.stats");
+	assert_int_equal(s->rec_size, sizeof(struct nlg_unix_stats));
+	assert_int_equal(s->present_off, 0);
+	assert_int_equal(s->nfields, NLG_ARRAY_SIZE(names));
+	for (size_t i = 0; i < s->nfields; i++) {
+		assert_string_equal(s->fields[i].name, names[i]);
+		assert_int_equal(s->fields[i].group, 0);
+		assert_true(s->fields[i].offset + s->fields[i].size <= s->rec_size);
+		assert_int_equal(s->fields[i].type, i < 7 ? NLG_T_U64 : NLG_T_STR);
+		assert_non_null(s->fields[i].desc);
+	}
+
+	fx_open(f, 0, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	assert_int_equal(send_frame(f, 1, 10), 1);
+	st = stats(f);
+	assert_int_equal(nlg_field_int(&s->fields[nlg_schema_field(s, "frames")], st), 1);
+	assert_int_equal(nlg_field_int(&s->fields[nlg_schema_field(s, "clients")], st), 1);
+	assert_int_equal(nlg_field_int(&s->fields[nlg_schema_field(s, "accepted")], st), 1);
+	assert_int_equal(nlg_field_int(&s->fields[nlg_schema_field(s, "bytes")], st), f->fr.len);
+	nlg_field_text(&s->fields[nlg_schema_field(s, "path")], st, text, sizeof(text));
+	assert_string_equal(text, f->path);
+	rd_free(&r);
 }
 
 int main(void)
@@ -652,6 +898,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_max_clients_mode_close, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_close_spares_successor, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_flush, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_close_drains, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_send_item, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_options, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_stats_schema, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
