@@ -406,6 +406,8 @@ int nlg_opt_apply(const struct nlg_opt *opts, void *conf, const char *const *val
 /* Rows whose left column is wider than this put their text on the next line. */
 #define HELP_COL_MIN 22
 #define HELP_COL_MAX 32
+/* Descriptions wrap at word boundaries to stay within a terminal's 80. */
+#define HELP_WIDTH 79
 
 static void dash(char *buf, size_t len, const char *name)
 {
@@ -436,6 +438,28 @@ static size_t help_left(const struct nlg_opt *o, char *buf, size_t len)
 	return strlen(buf);
 }
 
+/* text from column col (the cursor is there), continued lines indented to it. */
+static void wrap(FILE *f, const char *text, size_t col)
+{
+	size_t room = HELP_WIDTH > col + 20 ? HELP_WIDTH - col : 60;
+
+	fputs("  ", f);
+	while (strlen(text) > room) {
+		size_t cut = room;
+		while (cut > 0 && text[cut] != ' ')
+			cut--;
+		if (!cut) /* one long word: let it run over */
+			cut = strcspn(text, " ");
+		if (!text[cut])
+			break;
+		fprintf(f, "%.*s\n%*s", (int)cut, text, (int)col, "");
+		text += cut;
+		while (*text == ' ')
+			text++;
+	}
+	fprintf(f, "%s\n", text);
+}
+
 void nlg_opt_help(FILE *f, const struct nlg_opt *opts, enum nlg_opt_ctx ctx)
 {
 	char left[256], tname[64];
@@ -464,7 +488,7 @@ void nlg_opt_help(FILE *f, const struct nlg_opt *opts, enum nlg_opt_ctx ctx)
 		else
 			fprintf(f, "%-*s", (int)col, left);
 		if (o->desc) {
-			fprintf(f, "  %s\n", o->desc);
+			wrap(f, o->desc, col + 2);
 		} else {
 			dash(tname, sizeof(tname), o->target);
 			fprintf(f, "  same as --%s %s\n", tname, o->value ? o->value : "");

@@ -114,6 +114,11 @@ static const struct nlg_opt table[] = {
      .target = "resync",
      .value = "true",
      .desc = "an alias of a live row"},
+    {.name = "wordy",
+     .type = NLG_OPT_BOOL,
+     .off = OFF(flag),
+     .desc = "a description long enough that it cannot stay on one line of a terminal, "
+	     "so it wraps at a space and goes on under the first"},
     {0},
 };
 
@@ -138,6 +143,7 @@ enum {
 	R_LUA,
 	R_TCP,
 	R_AGAIN,
+	R_WORDY,
 	R_N
 };
 
@@ -482,6 +488,14 @@ static void help(void **state)
 	assert_null(strstr(h, "lua-only"));
 	assert_null(strstr(h, "lua_only"));
 	assert_null(strstr(h, "--no-flag")); /* off by default: --flag turns it on */
+	/* long descriptions wrap under their first line, within 79 columns */
+	col = desc_col(h, "      --wordy ", "a description long");
+	for (const char *l = h; *l; l = strchr(l, '\n') + 1)
+		assert_true(strcspn(l, "\n") <= 79);
+	const char *cont = strchr(strstr(h, "--wordy"), '\n');
+	assert_non_null(cont);
+	assert_int_equal(strspn(cont + 1, " "), col);
+	assert_non_null(strstr(cont, "one line of a terminal"));
 	free(h);
 
 	h = help_text(NLG_CTX_DUMP);

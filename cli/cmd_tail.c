@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "nlgate/opt.h"
 
 static const char usage[] =
     "usage: nlgate tail [OPTIONS] [SOCKET]\n"
@@ -57,12 +58,15 @@ int nlg_cmd_tail(int argc, char **argv)
 	long long count = -1, seen = 0;
 	struct nlg_buf in, out;
 	int c, fd, msgpack = 0, rc = 0;
+	uint64_t n;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "n:t:mh", opts, NULL)) != -1) {
+	optind = 0; /* 0: glibc starts afresh (nlg_cli_main may run again) */
+	while ((c = getopt_long(argc, argv, ":n:t:mh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			count = atoll(optarg);
+			if (nlg_parse_uint(optarg, &n) < 0 || n > INT64_MAX)
+				return nlg_cmd_fail("tail: bad count '%s' (an integer)", optarg);
+			count = (long long)n;
 			break;
 		case 't':
 			tag = optarg;
@@ -74,7 +78,7 @@ int nlg_cmd_tail(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		default:
-			return nlg_cmd_badopt("tail", argv);
+			return nlg_cmd_badopt("tail", argv, c);
 		}
 	}
 	if (optind < argc)

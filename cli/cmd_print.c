@@ -1,4 +1,4 @@
-/* The record printer shared by the one-shot commands: JSON lines by default,
+/* The record printer that dump and watch share: JSON lines by default,
  * back-to-back msgpack maps with --msgpack, written in large blocks. */
 #include <errno.h>
 #include <unistd.h>

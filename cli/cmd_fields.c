@@ -1,5 +1,6 @@
 /* `nlgate fields [KIND]`: the record schema, straight from the tables that
- * drive Lua, msgpack and JSON. */
+ * drive Lua, msgpack and JSON: every registered kind, the sources' counters
+ * too. */
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ int nlg_cmd_fields(int argc, char **argv)
 {
 	int markdown = 0, shown = 0;
 	const char *kind = NULL;
+	const struct nlg_schema *s;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -42,10 +44,10 @@ int nlg_cmd_fields(int argc, char **argv)
 			kind = argv[i];
 		}
 	}
-	for (size_t i = 0; nlg_schemas[i]; i++) {
-		if (kind && strcmp(kind, nlg_schemas[i]->kind))
+	for (size_t i = 0; (s = nlg_schema_at(i)); i++) {
+		if (kind && strcmp(kind, s->kind))
 			continue;
-		print_kind(nlg_schemas[i], markdown);
+		print_kind(s, markdown);
 		shown++;
 	}
 	if (!shown)

@@ -1,5 +1,5 @@
-/* Internal to the command line: the command table entries and the record
- * printer the one-shot commands share (JSON lines, or msgpack with --msgpack). */
+/* Internal to the command line: the commands, and the record printer that
+ * dump and watch share (JSON lines, or msgpack with --msgpack). */
 #ifndef NLGATE_CMD_H
 #define NLGATE_CMD_H
 
@@ -8,21 +8,23 @@
 #include "nlgate/encode.h"
 #include "nlgate/schema.h"
 
-/* Each command: argv[0] is the command word(s) already consumed, e.g.
- * nlg_cmd_dump_sockets(argc, argv) sees argv = {"sockets", opts...}.
- * Returns the process exit code; prints its own one-line error to stderr. */
+/* Each command: argv[0] is the command word, e.g. nlg_cmd_dump(argc, argv)
+ * sees argv = {"dump", "sockets", opts...}. Returns the process exit code;
+ * prints its own one-line error to stderr. */
 int nlg_cmd_run(int argc, char **argv);
 int nlg_cmd_check(int argc, char **argv);
-int nlg_cmd_dump_sockets(int argc, char **argv);
+int nlg_cmd_dump(int argc, char **argv);
+int nlg_cmd_watch(int argc, char **argv);
 int nlg_cmd_tail(int argc, char **argv);
 int nlg_cmd_fields(int argc, char **argv);
-#ifdef NLGATE_HAVE_CT
-int nlg_cmd_dump_conntrack(int argc, char **argv);
-int nlg_cmd_watch_conntrack(int argc, char **argv);
-#endif
 
-/* After getopt_long returned '?': one line naming the bad option; returns 2. */
-int nlg_cmd_badopt(const char *cmd, char **argv);
+/* " sockets, conntrack": the registered sources, those with a one-shot
+ * dump only if dump_only, for usage lines. */
+void nlg_cmd_kinds(FILE *f, int dump_only);
+
+/* After getopt_long returned c ('?' or, with a ':'-led optstring, ':'):
+ * one line naming the bad option or the one missing its value; returns 2. */
+int nlg_cmd_badopt(const char *cmd, char **argv, int c);
 
 /* Print "nlgate: <msg>\n" to stderr; returns 1 (the exit code for errors). */
 int nlg_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,96 @@
+/* The command line: finds the command, hands it the rest of argv. Each
+ * command lives in cli/cmd_<name>.c and returns the process exit code;
+ * `dump` and `watch` serve every source in the registry. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+#include "nlgate/source.h"
+
+struct cmd {
+	const char *word;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+	int kinds; /* 1: the usage line ends with the sources it takes */
+};
+
+static const struct cmd cmds[] = {
+    {"run", nlg_cmd_run, "run [SCRIPT]          run a pipeline (default: the shipped one)", 0},
+    {"check", nlg_cmd_check, "check SCRIPT          compile a pipeline script, report errors", 0},
+    {"dump", nlg_cmd_dump, "dump KIND [OPTS]      one dump as JSON lines; KIND:", 1},
+    {"watch", nlg_cmd_watch, "watch KIND [OPTS]     records as they come, as JSON lines; KIND:", 1},
+    {"tail", nlg_cmd_tail, "tail [SOCKET]         print a feed as JSON lines", 0},
+    {"fields", nlg_cmd_fields, "fields [KIND]         list record fields", 0},
+};
+
+int nlg_cmd_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("nlgate: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int nlg_cmd_badopt(const char *cmd, char **argv, int c)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	char shortopt[3] = {'-', (char)optopt, 0};
+
+	/* optopt is the letter of a bad short option, the val of a long one
+	 * (>= 256 in dump/watch), or 0 for an unknown long one. */
+	if (optopt > 0 && optopt < 256)
+		arg = shortopt;
+	if (c == ':')
+		fprintf(stderr, "nlgate: %s: option '%s' needs a value (see `nlgate %s --help`)\n",
+			cmd, arg, cmd);
+	else
+		fprintf(stderr, "nlgate: %s: bad option '%s' (see `nlgate %s --help`)\n", cmd, arg,
+			cmd);
+	return 2;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: nlgate COMMAND [OPTIONS]\n\n"
+	      "nlgate reads the kernel's views of the network (socket dumps, conntrack) and\n"
+	      "hands them as typed records to a Lua pipeline script and to local feeds.\n\n"
+	      "commands:\n",
+	      f);
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(cmds); i++) {
+		fprintf(f, "  %s", cmds[i].usage);
+		if (cmds[i].kinds)
+			nlg_cmd_kinds(f, !strcmp(cmds[i].word, "dump"));
+		fputc('\n', f);
+	}
+	fputs("\n`nlgate COMMAND --help` tells more about one command.\n", f);
+}
+
+int nlg_cli_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		puts("nlgate 0.1.0");
+		return 0;
+	}
+	nlg_schema_init();
+	nlg_source_at(0); /* the sources' kinds join the schema registry */
+	opterr = 0;	  /* commands report a bad option in one line of their own */
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(cmds); i++)
+		if (!strcmp(argv[1], cmds[i].word))
+			return cmds[i].fn(argc - 1, argv + 1);
+	return nlg_cmd_fail("unknown command '%s' (try `nlgate --help`)", argv[1]);
+}
