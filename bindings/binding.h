@@ -1,5 +1,11 @@
-/* Internal to bindings/: the per-state runtime (struct nlg_gw), protected
- * handler calls, record views. Uses only the public lua_* and luaL_* API. */
+/* Internal to bindings/: the per-state runtime (struct nlg_gw), the house of
+ * open sources and outputs that reloads hand over, record views and
+ * batches. Uses only the public lua_* and luaL_* API.
+ *
+ *   nlgate.c (module entry: the gw table) ──▶ lua_source.c, lua_output.c, lua_timer.c
+ *        │                                          │
+ *        └──────────────▶ runtime.c ◀───────────────┘   lua_record.c (views, batches, pack)
+ *   script.c (the script API) ──▶ sandbox.c (state, allocator, allow-list) */
 #ifndef NLGATE_BINDING_H
 #define NLGATE_BINDING_H
 
@@ -10,18 +16,47 @@
 #include "nlgate/common.h"
 #include "nlgate/encode.h"
 #include "nlgate/loop.h"
+#include "nlgate/opt.h"
 #include "nlgate/schema.h"
 
 /* Something gw.stats() reports: sources and outputs register themselves. */
 struct nlg_gw_stat {
 	struct nlg_gw_stat *next, *prev;
-	const char *group;				    /* "sockets", "feeds", ... */
+	const char *group;				    /* "sockets", "unix", ... */
 	void (*push)(lua_State *L, struct nlg_gw_stat *st); /* push one table */
+};
+
+/* An open source or output. It belongs to the gateway, not to one Lua
+ * state: a reload's new state claims what it declares again with the same
+ * options, and the old state's close then leaves it open. */
+struct nlg_inst {
+	struct nlg_inst *next;
+	const char *name; /* the source's or output's name */
+	const void *ops;  /* struct nlg_source_ops or struct nlg_output_ops */
+	void *conf;	  /* the parsed options, compared byte for byte */
+	size_t conf_size;
+	void *handle;	      /* struct nlg_source *, or the output's state */
+	struct nlg_gw *owner; /* the state that uses it */
+	void *obj;	      /* owner's userdata (struct lua_src / lua_out) */
+	struct nlg_gw *heir;  /* a starting state that claimed it */
+	void *heir_obj;
+	/* Move the instance between the two objects: commit, the old lets go
+	 * and the heir keeps it; abort, the heir lets go, the old keeps it. */
+	void (*handover)(void *old_obj, void *heir_obj, int commit);
+};
+
+/* The instances of one gateway, shared by its states across reloads. */
+struct nlg_house {
+	struct nlg_inst *list;
+	struct nlg_gw *starting; /* a reload's new state, while it starts */
+	uint64_t reloads, reload_failures, handed_over;
 };
 
 struct nlg_gw {
 	struct nlg_loop *loop;
 	int own_loop; /* module mode: the loop is ours to destroy */
+	struct nlg_house *house;
+	int own_house;
 	lua_State *L; /* thread handlers run on (set at each entry) */
 	uint64_t calls, errors, budget_kills;
 	uint64_t insn_budget, insn_used;
@@ -33,14 +68,39 @@ struct nlg_gw {
 
 struct nlg_gw *nlg_gw_get(lua_State *L); /* raises if nlgate was never opened */
 
-/* Call the function below nargs arguments on gw->L's stack, protected, with a
+/* Call the function below nargs arguments on L's stack, protected, with a
  * traceback on error. Errors are logged with their traceback and counted; the
  * gateway keeps going. Returns 0 or -1 (error, already reported). */
 int nlg_gw_call(struct nlg_gw *gw, lua_State *L, int nargs, const char *what);
+/* The message handler nlg_gw_call uses: the error with a traceback. */
+int nlg_gw_traceback(lua_State *L);
+/* The count hook behind the instruction budget. */
+void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar);
 void nlg_gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void nlg_gw_stat_add(struct nlg_gw *gw, struct nlg_gw_stat *st, const char *group,
 		     void (*push)(lua_State *, struct nlg_gw_stat *));
 void nlg_gw_stat_del(struct nlg_gw_stat *st);
+/* gw.stats(): the script's, the process's and every registered table. */
+int nlg_gw_stats(lua_State *L);
+
+/* The house (runtime.c). A starting state first asks for an instance with
+ * the same ops and conf (claim); a fresh one is added after it opened. */
+struct nlg_inst *nlg_house_claim(struct nlg_gw *gw, const void *ops, const void *conf,
+				 size_t conf_size, void *obj);
+struct nlg_inst *nlg_house_add(struct nlg_gw *gw, const char *name, const void *ops,
+			       const void *conf, size_t conf_size, void *handle, void *obj);
+/* The instance leaves the house (closed by its owner). */
+void nlg_house_remove(struct nlg_house *h, struct nlg_inst *in);
+
+/* Options: read the table at idx against an option table into conf (zeroed
+ * by the caller). Values become text as on the command line (numbers,
+ * booleans, lists {"a","b"} as "a,b" for list options); an unknown key
+ * raises, except those in `extra` (NULL-terminated: keys the binding itself
+ * takes, like a source's filter). Raises "what: message". */
+void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *conf,
+		     const char *const *extra, const char *what);
+/* Push a record of a counters schema as a table (fields by name). */
+void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void *rec);
 
 /* Record views (lua_record.c). A view is userdata over a C record; a
  * borrowed view is valid only during the handler call it was passed to. */
@@ -48,10 +108,9 @@ struct nlg_view {
 	const struct nlg_schema *s;
 	const void *rec; /* NULL once invalidated */
 	int owned;	 /* rec points at the bytes after this struct */
-	int kind;	 /* 1-based position of s in nlg_schemas */
 };
 void nlg_view_register(lua_State *L);
-/* A reusable borrowed view: push it, then nlg_view_set() per record. */
+/* A reusable borrowed view: push it, then set ->rec per record. */
 struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s);
 /* A view that owns a copy of rec (lives as long as Lua keeps it). */
 struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const void *rec);
@@ -87,27 +146,33 @@ int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg
 
 /* Encode any Lua value as msgpack (tables: sequences as arrays, else maps). */
 int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth);
+/* Decode one msgpack value from data[0..len) and push it; returns 0, or -1
+ * (nothing pushed) if it is not one whole value. */
+int nlg_lua_unpack(lua_State *L, const void *data, size_t len);
 
-/* Source/output constructors, each in its own file, with a function that
- * registers its metatable (called once from luaopen_nlgate). */
-int nlg_lua_sockets(lua_State *L);
-void nlg_lua_sockets_register(lua_State *L);
-int nlg_lua_unix(lua_State *L);
-void nlg_lua_unix_register(lua_State *L);
-#ifdef NLGATE_HAVE_CT
-int nlg_lua_conntrack(lua_State *L);
-void nlg_lua_conntrack_register(lua_State *L);
-#endif
+/* The classes, each in its own file, registered once from luaopen_nlgate;
+ * the source and output constructors are closures over their ops. */
+void nlg_lua_source_register(lua_State *L);
+void nlg_lua_push_source_ctor(lua_State *L, const void *ops);
+void nlg_lua_output_register(lua_State *L);
+void nlg_lua_push_output_ctor(lua_State *L, const void *ops);
+void nlg_lua_timer_register(lua_State *L);
+int nlg_lua_every(lua_State *L);
+int nlg_lua_after(lua_State *L);
 
 /* Register a userdata class: metatable mt, methods as __index, gc as __gc. */
 void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc);
 
-/* opts[key] (the options table at index 1) as a string; a list { "a", "b" }
- * is joined as "a,b". The value stays on the stack, keeping the string
- * alive; NULL (and nil pushed) when absent. Raises naming what on a bad type. */
-const char *nlg_lua_optlist(lua_State *L, const char *key, const char *what);
-
 /* Parse a duration argument ("2s", "500ms", number of seconds) or raise. */
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
+
+/* sandbox.c: a state with the memory limit and the allowed libraries. */
+lua_State *nlg_sandbox_new(size_t mem_limit, struct nlg_err *err);
+void nlg_sandbox_close(lua_State *L);
+
+/* Registry keys by which an embedder hands the loop and the house to
+ * luaopen_nlgate (light userdata). */
+#define NLG_LOOP_KEY  "nlgate.loop"
+#define NLG_HOUSE_KEY "nlgate.house"
 
 #endif

@@ -13,28 +13,21 @@
 #define BATCH_MT "nlgate.batch"
 
 /* Views of every kind share one metatable; its __index closure holds, as
- * upvalue 2, one name → field-index table per kind (by position in
- * nlg_schemas), so a field access is two raw table lookups. */
-static int kind_of(const struct nlg_schema *s)
+ * upvalue 2, a table from each kind's schema (light userdata) to its
+ * name → field-index table, built the first time a view of that kind is
+ * read, so a field access is two raw table lookups. */
+static void push_index(lua_State *L, int cache, const struct nlg_schema *s)
 {
-	for (int i = 0; nlg_schemas[i]; i++)
-		if (nlg_schemas[i] == s)
-			return i + 1;
-	return 0;
-}
-
-static void push_indexes(lua_State *L)
-{
-	lua_newtable(L);
-	for (int k = 0; nlg_schemas[k]; k++) {
-		const struct nlg_schema *s = nlg_schemas[k];
-		lua_createtable(L, 0, (int)s->nfields);
-		for (size_t i = 0; i < s->nfields; i++) {
-			lua_pushinteger(L, (lua_Integer)i);
-			lua_setfield(L, -2, s->fields[i].name);
-		}
-		lua_rawseti(L, -2, k + 1);
+	if (lua_rawgetp(L, cache, s) == LUA_TTABLE)
+		return;
+	lua_pop(L, 1);
+	lua_createtable(L, 0, (int)s->nfields);
+	for (size_t i = 0; i < s->nfields; i++) {
+		lua_pushinteger(L, (lua_Integer)i);
+		lua_setfield(L, -2, s->fields[i].name);
 	}
+	lua_pushvalue(L, -1);
+	lua_rawsetp(L, cache, s);
 }
 
 static void push_flags(lua_State *L, const struct nlg_field *f, uint32_t v)
@@ -151,7 +144,7 @@ static int view_index(lua_State *L)
 	struct nlg_view *v = lua_touserdata(L, 1);
 	const void *rec = view_rec(L, v);
 
-	lua_rawgeti(L, lua_upvalueindex(2), v->kind);
+	push_index(L, lua_upvalueindex(2), v->s);
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, -2) == LUA_TNUMBER) {
 		nlg_view_push_field(L, v->s, (int)lua_tointeger(L, -1), rec);
@@ -190,7 +183,7 @@ struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
 {
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v), 0);
 
-	*v = (struct nlg_view){.s = s, .kind = kind_of(s)};
+	*v = (struct nlg_view){.s = s};
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -200,7 +193,7 @@ struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const v
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + s->rec_size, 0);
 
 	memcpy(v + 1, rec, s->rec_size);
-	*v = (struct nlg_view){.s = s, .rec = v + 1, .owned = 1, .kind = kind_of(s)};
+	*v = (struct nlg_view){.s = s, .rec = v + 1, .owned = 1};
 	luaL_setmetatable(L, VIEW_MT);
 	return v;
 }
@@ -349,7 +342,7 @@ void nlg_view_register(lua_State *L)
 {
 	luaL_newmetatable(L, VIEW_MT);
 	luaL_newlib(L, view_methods);
-	push_indexes(L);
+	lua_newtable(L);
 	lua_pushcclosure(L, view_index, 2);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, view_newindex);
@@ -449,4 +442,75 @@ int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth)
 	default:
 		return luaL_error(L, "send: cannot encode a %s value", luaL_typename(L, idx));
 	}
+}
+
+/* ---- msgpack → Lua values (gw.state across a reload) ---------------------- */
+
+static int push_object(lua_State *L, const msgpack_object *o, int depth)
+{
+	if (depth > 64 || !lua_checkstack(L, 4))
+		return -1;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		lua_pushnil(L);
+		return 0;
+	case MSGPACK_OBJECT_BOOLEAN:
+		lua_pushboolean(L, o->via.boolean);
+		return 0;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		lua_pushinteger(L, (lua_Integer)o->via.u64);
+		return 0;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		lua_pushinteger(L, (lua_Integer)o->via.i64);
+		return 0;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		lua_pushnumber(L, (lua_Number)o->via.f64);
+		return 0;
+	case MSGPACK_OBJECT_STR:
+		lua_pushlstring(L, o->via.str.ptr, o->via.str.size);
+		return 0;
+	case MSGPACK_OBJECT_BIN:
+		lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size);
+		return 0;
+	case MSGPACK_OBJECT_ARRAY:
+		lua_createtable(L, (int)o->via.array.size, 0);
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			if (push_object(L, &o->via.array.ptr[i], depth + 1) < 0)
+				return -1;
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		return 0;
+	case MSGPACK_OBJECT_MAP:
+		lua_createtable(L, 0, (int)o->via.map.size);
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			if (push_object(L, &o->via.map.ptr[i].key, depth + 1) < 0 ||
+			    push_object(L, &o->via.map.ptr[i].val, depth + 1) < 0)
+				return -1;
+			if (lua_isnil(L, -2)) {
+				lua_pop(L, 2);
+				continue;
+			}
+			lua_rawset(L, -3);
+		}
+		return 0;
+	default:
+		lua_pushnil(L); /* ext: not plain data */
+		return 0;
+	}
+}
+
+int nlg_lua_unpack(lua_State *L, const void *data, size_t len)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	int top = lua_gettop(L), rc = -1;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, data, len, &off) == MSGPACK_UNPACK_SUCCESS)
+		rc = push_object(L, &u.data, 0);
+	msgpack_unpacked_destroy(&u);
+	if (rc < 0)
+		lua_settop(L, top);
+	return rc;
 }

@@ -97,6 +97,19 @@ static const struct sd_name ext_words[] = {
     {"none", 0},
 };
 
+static const struct sd_name proto_words[] = {
+    {"tcp", NLG_SD_TCP},
+    {"udp", NLG_SD_UDP},
+    {"mptcp", NLG_SD_MPTCP},
+    {"all", NLG_SD_TCP | NLG_SD_UDP | NLG_SD_MPTCP},
+};
+
+static const struct sd_name family_words[] = {
+    {"inet", NLG_SD_INET},   {"inet6", NLG_SD_INET6}, {"ipv4", NLG_SD_INET},
+    {"ipv6", NLG_SD_INET6},  {"4", NLG_SD_INET},      {"6", NLG_SD_INET6},
+    {"all", NLG_SD_INET | NLG_SD_INET6},
+};
+
 /* As `ss -tuanH` prints them; core/schema_sock.c's state_names match. */
 static const char *const state_names[] = {
     "UNKNOWN", "ESTAB",	     "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
@@ -154,6 +167,18 @@ int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err)
 	if (rc == 0)
 		*ext = (uint8_t)bits;
 	return rc;
+}
+
+int nlg_sockdiag_parse_protos(const char *list, uint32_t *protos, struct nlg_err *err)
+{
+	return sd_parse_list(list, proto_words, NLG_ARRAY_SIZE(proto_words), "protocol", protos,
+			     err);
+}
+
+int nlg_sockdiag_parse_families(const char *list, uint32_t *families, struct nlg_err *err)
+{
+	return sd_parse_list(list, family_words, NLG_ARRAY_SIZE(family_words), "family",
+			     families, err);
 }
 
 const char *nlg_sockdiag_state_name(unsigned int state)

@@ -23,6 +23,9 @@ if(CMOCKA_FOUND)
     get_filename_component(name ${src} NAME_WE)
     add_executable(${name} ${src})
     target_link_libraries(${name} PRIVATE nlgcore PkgConfig::CMOCKA)
+    if(name STREQUAL "test_source_contract") # drives the command line and Lua
+      target_link_libraries(${name} PRIVATE nlgcli)
+    endif()
     add_test(NAME unit/${name} COMMAND ${name})
     set_tests_properties(unit/${name} PROPERTIES
       ENVIRONMENT "NLGATE_SRC=${CMAKE_SOURCE_DIR}")

@@ -42,9 +42,9 @@ enum nlg_opt_ctx {
 struct nlg_opt {
 	const char *name; /* Lua key; --name on the command line ('_' as '-') */
 	enum nlg_otype type;
-	size_t off;	 /* offset of the value in the config struct */
-	size_t size;	 /* NLG_OPT_UINT: width in bytes; NLG_OPT_STR: bytes of the array */
-	const char *def; /* the default, as text; NULL: none (the field stays zero) */
+	size_t off;	   /* offset of the value in the config struct */
+	size_t size;	   /* NLG_OPT_UINT: width in bytes; NLG_OPT_STR: bytes of the array */
+	const char *def;   /* the default, as text; NULL: none (the field stays zero) */
 	uint64_t min, max; /* UINT, DURATION (ms), SIZE bounds, inclusive; max 0: none */
 	/* NLG_OPT_CUSTOM: store what text means; on error fill err with
 	 * "bad NAME 'TEXT' (what is allowed)" and return a negative errno. */

@@ -50,6 +50,14 @@ struct nlg_schema {
 	struct nlg_fkey *keys; /* nfields entries, filled by nlg_schema_init() */
 };
 
+/* A row of a schema table over struct type st: NLG_FIELD(struct x, "name",
+ * NLG_T_U64, member, group, "desc"). Counter tables use it with group 0. */
+#define NLG_FIELD(st, n, t, member, grp, d)                                                        \
+	{                                                                                          \
+		.name = n, .type = t, .offset = offsetof(st, member),                              \
+		.size = sizeof(((st *)0)->member), .group = grp, .desc = d                         \
+	}
+
 /* Every record struct starts with this, so generic code can find `present`. */
 #define NLG_RECORD_HEAD uint64_t present
 

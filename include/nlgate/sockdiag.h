@@ -35,6 +35,10 @@ int nlg_sockdiag_parse_states(const char *list, uint32_t *mask, struct nlg_err *
 /* Parse an info list ("tcp_info,meminfo,skmem,cong,tos,bbr,vegas", "all", "none")
  * into idiag_ext bits. */
 int nlg_sockdiag_parse_ext(const char *list, uint8_t *ext, struct nlg_err *err);
+/* "tcp,udp,mptcp" or "all" → NLG_SD_* protocol bits; "inet,inet6" (ipv4,
+ * ipv6, 4, 6, all) → NLG_SD_INET/INET6 bits. */
+int nlg_sockdiag_parse_protos(const char *list, uint32_t *protos, struct nlg_err *err);
+int nlg_sockdiag_parse_families(const char *list, uint32_t *families, struct nlg_err *err);
 /* The ss name of a kernel state ("ESTAB", "LISTEN", "UNCONN", ...). */
 const char *nlg_sockdiag_state_name(unsigned int state);
 

@@ -33,8 +33,7 @@ struct nlg_sink {
 	/* Optional: the records of this batch for which same(rec, arg) holds
 	 * will be delivered again (an interrupted dump is re-sent): a consumer
 	 * that keeps them drops them now. */
-	void (*retract)(void *data, int (*same)(const void *rec, const void *arg),
-			const void *arg);
+	void (*retract)(void *data, int (*same)(const void *rec, const void *arg), const void *arg);
 	void *data;
 };
 
@@ -50,8 +49,8 @@ struct nlg_source_method {
 struct nlg_source;
 
 struct nlg_source_ops {
-	const char *name; /* gw.NAME, `nlgate dump NAME`, gw.stats().NAME */
-	const char *desc; /* one line for `nlgate --help` */
+	const char *name;		       /* gw.NAME, `nlgate dump NAME`, gw.stats().NAME */
+	const char *desc;		       /* one line for `nlgate --help` */
 	const struct nlg_schema *schema;       /* the records it emits */
 	const struct nlg_schema *stats_schema; /* its counters (all group 0) */
 	const struct nlg_opt *opts;	       /* its options; fill a conf_size struct */
@@ -110,15 +109,14 @@ const void *nlg_source_conf(const struct nlg_source *src);
 int nlg_source_poll(struct nlg_source *src, struct nlg_err *err);
 void nlg_source_drain(struct nlg_source *src);
 int nlg_source_busy(struct nlg_source *src);
-int nlg_source_call(struct nlg_source *src, const struct nlg_source_method *m,
-		    struct nlg_err *err);
+int nlg_source_call(struct nlg_source *src, const struct nlg_source_method *m, struct nlg_err *err);
 void nlg_source_stats(struct nlg_source *src, void *out);
 const char *nlg_source_notes(struct nlg_source *src);
 /* A delivery of this source is on the C stack (a handler runs inside it). */
 int nlg_source_delivering(const struct nlg_source *src);
 /* One-shot dump (ops->dump) to sink, without a loop. -ENOTSUP if none. */
-int nlg_source_dump(const struct nlg_source_ops *ops, const void *conf,
-		    const struct nlg_sink *sink, struct nlg_err *err);
+int nlg_source_dump(const struct nlg_source_ops *ops, const void *conf, const struct nlg_sink *sink,
+		    struct nlg_err *err);
 
 /* ---- for implementations ---------------------------------------------- */
 

@@ -8,7 +8,7 @@ that tests/integration/pipeline.lua produces:
 
   "sock"  one per socket per poll (the view sent as is)
   "dump"  one per poll, after that poll's records: {poll, n, seen, errors,
-          src = batch:stats(), feed = gw.stats().feeds[1], ...}
+          src = batch:stats(), feed = gw.stats().unix[1], ...}
   "tick"  from a gw.every timer
 
 Checks: frame shape and types; timestamps near now; each poll's "sock"

@@ -29,7 +29,7 @@ socks:dump(function(batch)
 	local g = gw.stats()
 	feed:send("dump", {
 		poll = poll, n = #batch, seen = seen, errors = g.script.errors,
-		src = batch:stats(), feed = g.feeds[1], maxrss_kb = g.process.maxrss_kb,
+		src = batch:stats(), feed = g.unix[1], maxrss_kb = g.process.maxrss_kb,
 	})
 	poll, seen = poll + 1, 0
 	if poll - 1 == 5 then

@@ -34,7 +34,7 @@ describe("gw.conntrack options", function()
       { { reliable = "maybe" }, "bad reliable 'maybe'" },
       { { family = "ipx" }, "bad family 'ipx'" },
       { { proto = "smtp" }, "bad proto 'smtp'" },
-      { { proto = 300 }, "bad proto 300" },
+      { { proto = 300 }, "bad proto '300'" },
       { { mark = "0x10/zz" }, "bad mark '0x10/zz'" },
       { { zone = 70000 }, "bad zone" },
       { { rcvbuf = "lots" }, "bad rcvbuf" },

@@ -1,0 +1,204 @@
+/* gw.NAME{...} for every registered output: one binding for all. out:send
+ * encodes the record body once — straight from the C record for a view, from
+ * the value for a Lua table — and the output frames it its own way. An output
+ * a reload's new state declares again with the same options is handed over:
+ * a feed keeps its socket and its clients. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "nlgate/output.h"
+
+#define OUTPUT_MT      "nlgate.output"
+#define CLOSE_DRAIN_MS 200 /* what a closing output may spend sending its queue */
+
+struct lua_out {
+	struct nlg_gw *gw;
+	const struct nlg_output_ops *ops;
+	struct nlg_inst *inst; /* NULL once closed (or handed to a new state) */
+	struct nlg_gw_stat stat;
+	int self_ref;
+	uint64_t sent;
+};
+
+static void push_stats(lua_State *L, struct lua_out *lo)
+{
+	const struct nlg_schema *s = lo->ops->stats_schema;
+
+	if (lo->inst && s && lo->ops->stats) {
+		void *rec = lua_newuserdatauv(L, s->rec_size, 0);
+		memset(rec, 0, s->rec_size);
+		lo->ops->stats(lo->inst->handle, rec);
+		nlg_lua_push_counters(L, s, rec);
+		lua_remove(L, -2);
+	} else {
+		lua_createtable(L, 0, 2);
+	}
+	lua_pushinteger(L, (lua_Integer)lo->sent);
+	lua_setfield(L, -2, "sent");
+	lua_pushboolean(L, lo->inst != NULL);
+	lua_setfield(L, -2, "open");
+}
+
+static void stat_push(lua_State *L, struct nlg_gw_stat *st)
+{
+	push_stats(L, (struct lua_out *)((char *)st - offsetof(struct lua_out, stat)));
+}
+
+static struct lua_out *check(lua_State *L)
+{
+	struct lua_out *lo = luaL_checkudata(L, 1, OUTPUT_MT);
+	if (!lo->inst)
+		luaL_error(L, "%s output is closed", lo->ops->name);
+	return lo;
+}
+
+/* out:send(tag, record_or_value) */
+static int l_send(lua_State *L)
+{
+	struct lua_out *lo = check(L);
+	struct nlg_gw *gw = lo->gw;
+	struct nlg_item it;
+	struct nlg_view *v = nlg_view_test(L, 3);
+
+	it.tag = luaL_checklstring(L, 2, &it.taglen);
+	luaL_checkany(L, 3);
+	it.time_ns = nlg_realtime_ns();
+	nlg_buf_reset(&gw->enc);
+	if (v) {
+		if (!v->rec)
+			return luaL_error(L, "%s record used after its handler returned",
+					  v->s->kind);
+		if (nlg_enc_mp_record(&gw->pk, v->s, v->rec) < 0)
+			return luaL_error(L, "send: out of memory");
+	} else {
+		nlg_lua_pack(L, 3, &gw->pk, 0);
+	}
+	it.body = gw->enc.data;
+	it.len = gw->enc.len;
+	if (lo->ops->send(lo->inst->handle, &it) < 0)
+		return luaL_error(L, "%s:send: cannot frame the item", lo->ops->name);
+	lo->sent++;
+	return 0;
+}
+
+static int l_stats(lua_State *L)
+{
+	push_stats(L, luaL_checkudata(L, 1, OUTPUT_MT));
+	return 1;
+}
+
+static void out_close(lua_State *L, struct lua_out *lo)
+{
+	struct nlg_inst *in = lo->inst;
+
+	nlg_gw_stat_del(&lo->stat);
+	if (in->heir == lo->gw && in->obj)
+		in->handover(in->obj, lo, 1);
+	lo->inst = NULL;
+	lo->ops->close(in->handle, lo->gw->closing ? 0 : CLOSE_DRAIN_MS);
+	nlg_house_remove(lo->gw->house, in);
+	luaL_unref(L, LUA_REGISTRYINDEX, lo->self_ref);
+	lo->self_ref = LUA_NOREF;
+}
+
+static int l_close(lua_State *L)
+{
+	struct lua_out *lo = luaL_checkudata(L, 1, OUTPUT_MT);
+	if (lo->inst)
+		out_close(L, lo);
+	return 0;
+}
+
+static const luaL_Reg methods[] = {
+    {"send", l_send},
+    {"stats", l_stats},
+    {"close", l_close},
+    {NULL, NULL},
+};
+
+static int out_gc(lua_State *L)
+{
+	struct lua_out *lo = lua_touserdata(L, 1);
+	if (lo->inst)
+		out_close(L, lo);
+	return 0;
+}
+
+static void handover(void *old_obj, void *new_obj, int commit)
+{
+	struct lua_out *old = old_obj, *heir = new_obj;
+
+	if (commit) {
+		nlg_gw_stat_del(&old->stat);
+		old->inst = NULL;
+	} else {
+		nlg_gw_stat_del(&heir->stat);
+		heir->inst = NULL;
+	}
+}
+
+/* gw.unix "path" is gw.unix { path = "path" }: the first option. */
+static int l_new(lua_State *L)
+{
+	const struct nlg_output_ops *ops = lua_touserdata(L, lua_upvalueindex(1));
+	struct nlg_gw *gw = nlg_gw_get(L);
+	struct nlg_err err = {{0}};
+	struct lua_out *lo;
+	char name[48];
+	void *conf, *st;
+
+	snprintf(name, sizeof(name), "gw.%s", ops->name);
+	if (lua_type(L, 1) == LUA_TSTRING && ops->opts[0].name) {
+		lua_createtable(L, 0, 1);
+		lua_pushvalue(L, 1);
+		lua_setfield(L, -2, ops->opts[0].name);
+		lua_replace(L, 1);
+	}
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	conf = lua_newuserdatauv(L, ops->conf_size ? ops->conf_size : 1, 0); /* 2 */
+	memset(conf, 0, ops->conf_size ? ops->conf_size : 1);
+	nlg_lua_options(L, 1, ops->opts, conf, NULL, name);
+
+	lo = lua_newuserdatauv(L, sizeof(*lo), 0); /* 3 */
+	memset(lo, 0, sizeof(*lo));
+	lo->gw = gw;
+	lo->ops = ops;
+	lo->self_ref = LUA_NOREF;
+	luaL_setmetatable(L, OUTPUT_MT);
+	lo->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, lo);
+	if (!lo->inst) {
+		/* The output keeps its conf: open it with the house's copy. */
+		struct nlg_inst *in =
+		    nlg_house_add(gw, ops->name, ops, conf, ops->conf_size, NULL, lo);
+		if (!in)
+			return luaL_error(L, "%s: out of memory", name);
+		if (ops->open(gw->loop, in->conf, &st, &err) < 0) {
+			nlg_house_remove(gw->house, in);
+			return luaL_error(L, "%s: %s", name, err.msg);
+		}
+		in->handle = st;
+		in->handover = handover;
+		lo->inst = in;
+	}
+	lua_pushvalue(L, 3);
+	lo->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	nlg_gw_stat_add(gw, &lo->stat, ops->name, stat_push);
+	return 1;
+}
+
+void nlg_lua_push_output_ctor(lua_State *L, const void *ops)
+{
+	lua_pushlightuserdata(L, (void *)ops);
+	lua_pushcclosure(L, l_new, 1);
+}
+
+void nlg_lua_output_register(lua_State *L)
+{
+	nlg_lua_class(L, OUTPUT_MT, methods, out_gc);
+}

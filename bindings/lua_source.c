@@ -1,0 +1,525 @@
+/* gw.NAME{...} for every registered source: one binding for all. Options go
+ * through the source's table; records arrive through the sink to an optional
+ * script filter, the :each handler (one reused view) and the :batch handler
+ * (the records of one poll or read step). A source that a reload's new state
+ * declares again with the same options is handed over, not reopened. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "nlgate/source.h"
+
+#define SOURCE_MT "nlgate.source"
+
+struct lua_src {
+	struct nlg_gw *gw;
+	const struct nlg_source_ops *ops;
+	struct nlg_inst *inst; /* NULL once closed (or handed to a new state) */
+	struct nlg_gw_stat stat;
+	int each_ref, batch_ref, filter_ref, view_ref, self_ref;
+	struct nlg_view *view;
+	int depth;   /* sink calls of ours on the C stack */
+	int closing; /* :close() ran inside a handler: finish when it returns */
+	struct nlg_recs recs;
+	/* the script side's counters; the source keeps the rest */
+	uint64_t delivered, script_filtered, filter_errors, handler_errors, batches, batch_dropped;
+};
+
+static struct nlg_source *src_of(struct lua_src *ls)
+{
+	return ls->inst && !ls->closing ? ls->inst->handle : NULL;
+}
+
+static void push_stats(lua_State *L, struct lua_src *ls)
+{
+	struct nlg_source *src = src_of(ls);
+	const struct nlg_schema *s = ls->ops->stats_schema;
+
+	if (src && s) {
+		void *rec = lua_newuserdatauv(L, s->rec_size, 0);
+		memset(rec, 0, s->rec_size);
+		nlg_source_stats(src, rec);
+		nlg_lua_push_counters(L, s, rec);
+		lua_remove(L, -2);
+	} else {
+		lua_createtable(L, 0, 8);
+	}
+#define SET(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+	SET("delivered", ls->delivered);
+	SET("script_filtered", ls->script_filtered);
+	SET("filter_errors", ls->filter_errors);
+	SET("handler_errors", ls->handler_errors);
+	SET("batches", ls->batches);
+	SET("batch_dropped", ls->batch_dropped);
+#undef SET
+	lua_pushboolean(L, src != NULL);
+	lua_setfield(L, -2, "open");
+}
+
+static void stat_push(lua_State *L, struct nlg_gw_stat *st)
+{
+	push_stats(L, (struct lua_src *)((char *)st - offsetof(struct lua_src, stat)));
+}
+
+/* ---- the sink -------------------------------------------------------------- */
+
+static void finish_close(struct lua_src *ls);
+
+static void enter(struct lua_src *ls)
+{
+	ls->depth++;
+}
+
+static void leave(struct lua_src *ls)
+{
+	if (--ls->depth == 0 && ls->closing)
+		finish_close(ls);
+}
+
+/* The filter runs protected; the trampoline hands the verdict back. */
+static int filter_tramp(lua_State *L)
+{
+	int *keep = lua_touserdata(L, 3);
+
+	lua_settop(L, 2);
+	lua_call(L, 1, 1);
+	*keep = lua_toboolean(L, -1);
+	return 0;
+}
+
+static char what_buf[64];
+
+static const char *what(struct lua_src *ls, const char *m)
+{
+	snprintf(what_buf, sizeof(what_buf), "%s%s", ls->ops->name, m);
+	return what_buf;
+}
+
+static int deliver(struct lua_src *ls, const void *rec)
+{
+	lua_State *L = ls->gw->L;
+
+	if (ls->filter_ref != LUA_NOREF) {
+		/* A filter that raises keeps the record: the source loses
+		 * nothing on a script bug, and filter_errors says so. */
+		int keep = 1;
+		lua_pushcfunction(L, filter_tramp);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->filter_ref);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+		lua_pushlightuserdata(L, &keep);
+		ls->view->rec = rec;
+		if (nlg_gw_call(ls->gw, L, 3, what(ls, " filter")) < 0) {
+			ls->filter_errors++;
+			keep = 1;
+		}
+		ls->view->rec = NULL;
+		if (ls->closing)
+			return NLG_CB_STOP;
+		if (!keep) {
+			ls->script_filtered++;
+			return NLG_CB_OK;
+		}
+	}
+	ls->delivered++;
+	if (ls->batch_ref != LUA_NOREF && nlg_recs_push(&ls->recs, rec) < 0)
+		ls->batch_dropped++; /* :each still sees it; the batch is short */
+	if (ls->each_ref != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+		ls->view->rec = rec;
+		if (nlg_gw_call(ls->gw, L, 1, what(ls, ":each")) < 0)
+			ls->handler_errors++;
+		ls->view->rec = NULL;
+	}
+	return ls->closing ? NLG_CB_STOP : NLG_CB_OK;
+}
+
+static int sink_record(void *data, const void *rec)
+{
+	struct lua_src *ls = data;
+	int rc;
+
+	if (ls->closing)
+		return NLG_CB_STOP;
+	enter(ls);
+	rc = deliver(ls, rec);
+	leave(ls);
+	return rc;
+}
+
+static void call_batch(struct lua_src *ls, const void *recs, size_t n)
+{
+	lua_State *L = ls->gw->L;
+
+	ls->batches++;
+	push_stats(L, ls);
+	if (nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, recs, n, what(ls, ":batch")) <
+	    0)
+		ls->handler_errors++;
+}
+
+/* A run of records back to back (a worker ring): with only a batch handler
+ * it gets them in place, without a copy. */
+static int sink_records(void *data, const void *recs, size_t n)
+{
+	struct lua_src *ls = data;
+	size_t size = ls->ops->schema->rec_size;
+	int rc = NLG_CB_OK;
+
+	if (ls->closing)
+		return NLG_CB_STOP;
+	enter(ls);
+	if (ls->filter_ref == LUA_NOREF && ls->each_ref == LUA_NOREF && !ls->recs.n &&
+	    ls->batch_ref != LUA_NOREF) {
+		ls->delivered += n;
+		call_batch(ls, recs, n);
+	} else {
+		for (size_t i = 0; i < n && rc == NLG_CB_OK; i++)
+			rc = deliver(ls, (const char *)recs + i * size);
+	}
+	leave(ls);
+	return ls->closing ? NLG_CB_STOP : rc;
+}
+
+static void sink_flush(void *data)
+{
+	struct lua_src *ls = data;
+
+	if (ls->closing || ls->batch_ref == LUA_NOREF || !ls->recs.n) {
+		ls->recs.n = 0;
+		return;
+	}
+	enter(ls);
+	call_batch(ls, ls->recs.data, ls->recs.n);
+	nlg_recs_clear(&ls->recs);
+	leave(ls);
+}
+
+static void sink_retract(void *data, int (*same)(const void *, const void *), const void *arg)
+{
+	struct lua_src *ls = data;
+	char *r = ls->recs.data;
+	size_t keep = 0, size = ls->recs.size;
+
+	for (size_t i = 0; i < ls->recs.n; i++)
+		if (!same(r + i * size, arg)) {
+			if (keep != i)
+				memcpy(r + keep * size, r + i * size, size);
+			keep++;
+		}
+	ls->recs.n = keep;
+}
+
+static struct nlg_sink sink_for(struct lua_src *ls)
+{
+	return (struct nlg_sink){.record = sink_record,
+				 .records = sink_records,
+				 .flush = sink_flush,
+				 .retract = sink_retract,
+				 .data = ls};
+}
+
+static void handover(void *old_obj, void *new_obj, int commit);
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void unref_all(struct lua_src *ls)
+{
+	lua_State *L = ls->gw->L;
+
+	luaL_unref(L, LUA_REGISTRYINDEX, ls->each_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, ls->batch_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, ls->filter_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, ls->view_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+	ls->each_ref = ls->batch_ref = ls->filter_ref = ls->view_ref = ls->self_ref = LUA_NOREF;
+}
+
+static void finish_close(struct lua_src *ls)
+{
+	ls->closing = 0;
+	nlg_recs_free(&ls->recs);
+	unref_all(ls);
+}
+
+/* Close the instance (it leaves the house) and our side. Inside one of our
+ * own handlers the Lua side finishes when that handler returns. */
+static void src_close(struct lua_src *ls)
+{
+	struct nlg_inst *in = ls->inst;
+
+	nlg_gw_stat_del(&ls->stat);
+	if (in) {
+		/* A reload's new state closes what it was handed: the old state
+		 * lets go first, so nothing points at the closed instance. */
+		if (in->heir == ls->gw && in->obj)
+			in->handover(in->obj, ls, 1);
+		ls->inst = NULL;
+		nlg_source_close(in->handle); /* deferred inside its own delivery */
+		nlg_house_remove(ls->gw->house, in);
+	}
+	if (ls->depth > 0) {
+		ls->closing = 1;
+		return;
+	}
+	finish_close(ls);
+}
+
+static struct lua_src *check(lua_State *L)
+{
+	struct lua_src *ls = luaL_checkudata(L, 1, SOURCE_MT);
+	if (!src_of(ls))
+		luaL_error(L, "%s source is closed", ls->ops->name);
+	return ls;
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static int set_handler(lua_State *L, int *ref)
+{
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+	lua_pushvalue(L, 2);
+	*ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int l_each(lua_State *L)
+{
+	return set_handler(L, &check(L)->each_ref);
+}
+
+static int l_batch(lua_State *L)
+{
+	return set_handler(L, &check(L)->batch_ref);
+}
+
+/* src:poll(): one whole poll now, handlers included; returns the records. */
+static int l_poll(lua_State *L)
+{
+	struct lua_src *ls = check(L);
+	struct nlg_err err = {{0}};
+	int rc;
+
+	ls->gw->L = L;
+	rc = nlg_source_poll(src_of(ls), &err);
+	if (rc < 0)
+		return luaL_error(L, "%s", err.msg);
+	lua_pushinteger(L, rc);
+	return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+	push_stats(L, luaL_checkudata(L, 1, SOURCE_MT));
+	return 1;
+}
+
+static int l_notes(lua_State *L)
+{
+	lua_pushstring(L, nlg_source_notes(src_of(check(L))));
+	return 1;
+}
+
+static int l_close(lua_State *L)
+{
+	struct lua_src *ls = luaL_checkudata(L, 1, SOURCE_MT);
+
+	if (ls->inst && !ls->closing)
+		src_close(ls);
+	return 0;
+}
+
+/* An extra method of the source: upvalue 1 is its struct nlg_source_method. */
+static int l_method(lua_State *L)
+{
+	const struct nlg_source_method *m = lua_touserdata(L, lua_upvalueindex(1));
+	struct lua_src *ls = check(L);
+	struct nlg_err err = {{0}};
+	int rc;
+
+	ls->gw->L = L;
+	rc = nlg_source_call(src_of(ls), m, &err);
+	if (rc < 0)
+		return luaL_error(L, "%s:%s: %s", ls->ops->name, m->name, err.msg);
+	lua_pushboolean(L, rc);
+	return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"each", l_each},	{"batch", l_batch}, {"dump", l_batch},	{"poll", l_poll},
+    {"stats", l_stats}, {"notes", l_notes}, {"close", l_close}, {NULL, NULL},
+};
+
+/* __index: the common methods, then the source's own (upvalue 1: a table
+ * ops → { name = closure }). */
+static int src_index(lua_State *L)
+{
+	struct lua_src *ls = luaL_checkudata(L, 1, SOURCE_MT);
+
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	if (lua_rawgetp(L, lua_upvalueindex(2), ls->ops) == LUA_TTABLE) {
+		lua_pushvalue(L, 2);
+		lua_rawget(L, -2);
+		return 1;
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+static void push_extras(lua_State *L, const struct nlg_source_ops *ops)
+{
+	luaL_getmetatable(L, SOURCE_MT);
+	lua_getfield(L, -1, "extras");
+	if (lua_rawgetp(L, -1, ops) != LUA_TNIL) {
+		lua_pop(L, 3);
+		return;
+	}
+	lua_pop(L, 1);
+	lua_newtable(L);
+	for (const struct nlg_source_method *m = ops->methods; m && m->name; m++) {
+		lua_pushlightuserdata(L, (void *)m);
+		lua_pushcclosure(L, l_method, 1);
+		lua_setfield(L, -2, m->name);
+	}
+	lua_rawsetp(L, -2, ops);
+	lua_pop(L, 2);
+}
+
+static int src_gc(lua_State *L)
+{
+	struct lua_src *ls = lua_touserdata(L, 1);
+
+	if (ls->inst) {
+		ls->depth = 0; /* at lua_close nothing of ours is running */
+		src_close(ls);
+	}
+	return 0;
+}
+
+/* ---- the constructor ----------------------------------------------------- */
+
+static void log_notes(struct lua_src *ls)
+{
+	const char *s = nlg_source_notes(ls->inst->handle);
+
+	while (*s) {
+		size_t len = strcspn(s, "\n");
+		if (len)
+			nlg_gw_log("%s: note: %.*s", ls->ops->name, (int)len, s);
+		s += len + (s[len] == '\n');
+	}
+}
+
+static int l_new(lua_State *L)
+{
+	static const char *const extra[] = {"filter", NULL};
+	const struct nlg_source_ops *ops = lua_touserdata(L, lua_upvalueindex(1));
+	struct nlg_gw *gw = nlg_gw_get(L);
+	struct nlg_err err = {{0}};
+	struct lua_src *ls;
+	struct nlg_sink sink;
+	char name[48];
+	void *conf;
+
+	snprintf(name, sizeof(name), "gw.%s", ops->name);
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	/* conf lives in a userdata until it is copied: a raise leaks nothing. */
+	conf = lua_newuserdatauv(L, ops->conf_size ? ops->conf_size : 1, 0); /* 2 */
+	memset(conf, 0, ops->conf_size ? ops->conf_size : 1);
+	nlg_lua_options(L, 1, ops->opts, conf, extra, name);
+	if (lua_getfield(L, 1, "filter") != LUA_TNIL && !lua_isfunction(L, -1))
+		return luaL_error(L, "%s: bad filter (function expected)", name);
+	lua_pop(L, 1);
+
+	ls = lua_newuserdatauv(L, sizeof(*ls), 0); /* 3 */
+	memset(ls, 0, sizeof(*ls));
+	ls->gw = gw;
+	ls->ops = ops;
+	ls->each_ref = ls->batch_ref = ls->filter_ref = ls->view_ref = ls->self_ref = LUA_NOREF;
+	ls->recs.size = ops->schema->rec_size;
+	luaL_setmetatable(L, SOURCE_MT);
+	push_extras(L, ops);
+	gw->L = L;
+
+	sink = sink_for(ls);
+	ls->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, ls);
+	if (ls->inst) {
+		nlg_source_set_sink(ls->inst->handle, &sink);
+	} else {
+		struct nlg_source *src = nlg_source_open(ops, gw->loop, conf, &sink, &err);
+		if (!src)
+			return luaL_error(L, "%s: %s", name, err.msg);
+		ls->inst = nlg_house_add(gw, ops->name, ops, conf, ops->conf_size, src, ls);
+		if (!ls->inst) {
+			nlg_source_close(src);
+			return luaL_error(L, "%s: out of memory", name);
+		}
+		ls->inst->handover = handover;
+		if (!(lua_getfield(L, 1, "quiet"), lua_toboolean(L, -1)))
+			log_notes(ls);
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, 1, "filter") != LUA_TNIL)
+		ls->filter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	else
+		lua_pop(L, 1);
+	nlg_view_new(L, ops->schema);
+	ls->view = lua_touserdata(L, -1);
+	ls->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* The loop holds the source: keep it alive until :close(). */
+	lua_pushvalue(L, 3);
+	ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	nlg_gw_stat_add(gw, &ls->stat, ops->name, stat_push);
+	lua_settop(L, 3);
+	return 1;
+}
+
+void nlg_lua_push_source_ctor(lua_State *L, const void *ops)
+{
+	lua_pushlightuserdata(L, (void *)ops);
+	lua_pushcclosure(L, l_new, 1);
+}
+
+void nlg_lua_source_register(lua_State *L)
+{
+	luaL_newmetatable(L, SOURCE_MT);
+	lua_newtable(L);
+	lua_setfield(L, -2, "extras");
+	luaL_newlib(L, methods);
+	lua_getfield(L, -2, "extras");
+	lua_pushcclosure(L, src_index, 2);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, src_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+}
+
+/* ---- reload hand-over --------------------------------------------------- */
+
+static void handover(void *old_obj, void *new_obj, int commit)
+{
+	struct lua_src *old = old_obj, *heir = new_obj;
+
+	if (commit) {
+		/* The old state lets go; its close leaves the source open. */
+		nlg_gw_stat_del(&old->stat);
+		old->inst = NULL;
+	} else {
+		/* The new state failed: records go back to the old one. */
+		struct nlg_sink sink = sink_for(old);
+		nlg_source_set_sink(heir->inst->handle, &sink);
+		nlg_gw_stat_del(&heir->stat);
+		heir->inst = NULL;
+	}
+}

@@ -1,0 +1,326 @@
+/* The per-state runtime: protected handler calls with tracebacks and the
+ * instruction budget, logging, the registry of counters behind gw.stats(),
+ * the house of instances a reload hands over, and reading option tables
+ * from a script's table. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "binding.h"
+
+#define GW_KEY "nlgate.gw"
+
+/* ---- logging and protected calls ------------------------------------- */
+
+void nlg_gw_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	nlg_vlog(NULL, fmt, ap);
+	va_end(ap);
+}
+
+int nlg_gw_traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+
+	if (!msg) {
+		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+			msg = lua_tostring(L, -1);
+		else
+			msg =
+			    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+	}
+	luaL_traceback(L, L, msg, 1);
+	return 1;
+}
+
+struct nlg_gw *nlg_gw_get(lua_State *L)
+{
+	struct nlg_gw *gw;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, GW_KEY);
+	gw = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (!gw)
+		luaL_error(L, "nlgate: module not initialised");
+	return gw;
+}
+
+int nlg_gw_call(struct nlg_gw *gw, lua_State *L, int nargs, const char *what)
+{
+	int base = lua_gettop(L) - nargs; /* index of the function */
+
+	lua_pushcfunction(L, nlg_gw_traceback);
+	lua_insert(L, base);
+	gw->calls++;
+	gw->insn_used = 0;
+	if (lua_pcall(L, nargs, 0, base) != LUA_OK) {
+		gw->errors++;
+		nlg_gw_log("error in %s handler: %s", what, lua_tostring(L, -1));
+		lua_pop(L, 2);
+		return -1;
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar)
+{
+	struct nlg_gw *gw;
+
+	NLG_UNUSED(ar);
+	lua_getfield(L, LUA_REGISTRYINDEX, GW_KEY);
+	gw = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (!gw || !gw->insn_budget)
+		return;
+	gw->insn_used += 1000;
+	if (gw->insn_used > gw->insn_budget) {
+		gw->budget_kills++;
+		gw->insn_used = 0;
+		luaL_error(L, "instruction budget exceeded (%d instructions)",
+			   (int)gw->insn_budget);
+	}
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+void nlg_gw_stat_add(struct nlg_gw *gw, struct nlg_gw_stat *st, const char *group,
+		     void (*push)(lua_State *, struct nlg_gw_stat *))
+{
+	st->group = group;
+	st->push = push;
+	st->next = gw->stats.next;
+	st->prev = &gw->stats;
+	gw->stats.next->prev = st;
+	gw->stats.next = st;
+}
+
+void nlg_gw_stat_del(struct nlg_gw_stat *st)
+{
+	if (!st->next)
+		return;
+	st->prev->next = st->next;
+	st->next->prev = st->prev;
+	st->next = st->prev = NULL;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+int nlg_gw_stats(lua_State *L)
+{
+	struct nlg_gw *gw = nlg_gw_get(L);
+	struct rusage ru;
+
+	lua_newtable(L);
+	lua_newtable(L);
+	set_int(L, "calls", gw->calls);
+	set_int(L, "errors", gw->errors);
+	set_int(L, "budget_kills", gw->budget_kills);
+	set_int(L, "mem_kb", (uint64_t)lua_gc(L, LUA_GCCOUNT, 0));
+	set_int(L, "reloads", gw->house->reloads);
+	set_int(L, "reload_failures", gw->house->reload_failures);
+	set_int(L, "handed_over", gw->house->handed_over);
+	lua_setfield(L, -2, "script");
+	getrusage(RUSAGE_SELF, &ru);
+	lua_newtable(L);
+	set_int(L, "maxrss_kb", (uint64_t)ru.ru_maxrss);
+	set_int(L, "cpu_user_ms",
+		(uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000);
+	set_int(L, "cpu_sys_ms",
+		(uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000);
+	lua_setfield(L, -2, "process");
+	/* Walk oldest first so each group's array is in creation order. */
+	struct nlg_gw_stat *st = gw->stats.prev;
+	for (; st != &gw->stats; st = st->prev) {
+		if (lua_getfield(L, -1, st->group) != LUA_TTABLE) {
+			lua_pop(L, 1);
+			lua_newtable(L);
+			lua_pushvalue(L, -1);
+			lua_setfield(L, -3, st->group);
+		}
+		st->push(L, st);
+		lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
+void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void *rec)
+{
+	nlg_view_push_table(L, s, rec);
+}
+
+/* ---- the house ------------------------------------------------------------ */
+
+struct nlg_inst *nlg_house_claim(struct nlg_gw *gw, const void *ops, const void *conf,
+				 size_t conf_size, void *obj)
+{
+	struct nlg_house *h = gw->house;
+
+	if (h->starting != gw)
+		return NULL;
+	for (struct nlg_inst *in = h->list; in; in = in->next) {
+		if (in->ops != ops || in->owner == gw || in->heir || in->conf_size != conf_size ||
+		    memcmp(in->conf, conf, conf_size))
+			continue;
+		in->heir = gw;
+		in->heir_obj = obj;
+		return in;
+	}
+	return NULL;
+}
+
+struct nlg_inst *nlg_house_add(struct nlg_gw *gw, const char *name, const void *ops,
+			       const void *conf, size_t conf_size, void *handle, void *obj)
+{
+	struct nlg_inst *in = calloc(1, sizeof(*in));
+
+	if (!in || !(in->conf = malloc(conf_size ? conf_size : 1))) {
+		free(in);
+		return NULL;
+	}
+	memcpy(in->conf, conf, conf_size);
+	in->name = name;
+	in->ops = ops;
+	in->conf_size = conf_size;
+	in->handle = handle;
+	in->owner = gw;
+	in->obj = obj;
+	in->next = gw->house->list;
+	gw->house->list = in;
+	return in;
+}
+
+void nlg_house_remove(struct nlg_house *h, struct nlg_inst *in)
+{
+	for (struct nlg_inst **p = &h->list; *p; p = &(*p)->next) {
+		if (*p == in) {
+			*p = in->next;
+			free(in->conf);
+			free(in);
+			return;
+		}
+	}
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+/* The value at -1 as option text, pushed (a string on the stack keeps it
+ * alive); raises for a type no option takes. */
+static const char *opt_text(lua_State *L, const struct nlg_opt *o, const char *what)
+{
+	/* A script says true or false; "yes" is the command line's business. */
+	if (o->type == NLG_OPT_BOOL && lua_type(L, -1) != LUA_TBOOLEAN)
+		luaL_error(L, "%s: %s must be true or false", what, o->name);
+	switch (lua_type(L, -1)) {
+	case LUA_TSTRING:
+		lua_pushvalue(L, -1);
+		break;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, -1))
+			lua_pushfstring(L, "%I", lua_tointeger(L, -1));
+		else
+			lua_pushfstring(L, "%f", lua_tonumber(L, -1));
+		break;
+	case LUA_TBOOLEAN:
+		lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+		break;
+	case LUA_TTABLE: {
+		luaL_Buffer b;
+		size_t n = lua_rawlen(L, -1);
+		if (!(o->flags & NLG_OPT_LIST))
+			luaL_error(L, "%s: %s takes one value, not a list", what, o->name);
+		luaL_buffinit(L, &b);
+		for (size_t i = 1; i <= n; i++) {
+			if (i > 1)
+				luaL_addchar(&b, ',');
+			lua_rawgeti(L, -2, (lua_Integer)i);
+			if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+				luaL_error(L, "%s: %s must be a list of strings", what, o->name);
+			luaL_addvalue(&b);
+		}
+		luaL_pushresult(&b);
+		break;
+	}
+	default:
+		luaL_error(L, "%s: bad %s (a %s value)", what, o->name, luaL_typename(L, -1));
+	}
+	return lua_tostring(L, -1);
+}
+
+void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *conf,
+		     const char *const *extra, const char *what)
+{
+	size_t n = nlg_opt_count(opts);
+	const char **values;
+	struct nlg_err err = {{0}};
+	int top = lua_gettop(L);
+
+	idx = lua_absindex(L, idx);
+	values = lua_newuserdatauv(L, (n ? n : 1) * sizeof(*values), 0);
+	memset(values, 0, (n ? n : 1) * sizeof(*values));
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *key;
+		int i, skip = 0;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: option names are strings", what);
+		key = lua_tostring(L, -2);
+		for (size_t e = 0; extra && extra[e]; e++)
+			skip |= !strcmp(extra[e], key);
+		if (skip) {
+			lua_pop(L, 1);
+			continue;
+		}
+		i = nlg_opt_find(opts, key, 0);
+		if (i < 0 || !nlg_opt_allowed(&opts[i], NLG_CTX_SCRIPT) ||
+		    opts[i].type == NLG_OPT_ALIAS)
+			luaL_error(L, "%s: unknown option '%s'", what, key);
+		values[i] = opt_text(L, &opts[i], what);
+		/* Keep the text alive: move it below the key being iterated. */
+		lua_insert(L, top + 2);
+		lua_pop(L, 1);
+	}
+	if (nlg_opt_apply(opts, conf, values, NLG_CTX_SCRIPT, &err) < 0)
+		luaL_error(L, "%s: %s", what, err.msg);
+	lua_settop(L, top);
+}
+
+/* ---- small helpers --------------------------------------------------------- */
+
+uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what)
+{
+	uint64_t ms;
+
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, idx);
+		if (v < 0 || v > 1e12)
+			luaL_error(L, "%s: bad duration %f", what, (double)v);
+		return (uint64_t)(v * 1000);
+	}
+	const char *s = luaL_checkstring(L, idx);
+	if (nlg_parse_duration_ms(s, &ms) < 0)
+		luaL_error(L, "%s: bad duration '%s' (use e.g. 500ms, 2s, 1m)", what, s);
+	return ms;
+}
+
+void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc)
+{
+	luaL_newmetatable(L, mt);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+}
