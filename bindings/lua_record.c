@@ -96,6 +96,11 @@ void nlg_view_push_table(lua_State *L, const struct nlg_schema *s, const void *r
 	}
 }
 
+void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void *rec)
+{
+	nlg_view_push_table(L, s, rec);
+}
+
 struct nlg_view *nlg_view_test(lua_State *L, int idx)
 {
 	return luaL_testudata(L, idx, VIEW_MT);

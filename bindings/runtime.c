@@ -155,11 +155,6 @@ int nlg_gw_stats(lua_State *L)
 	return 1;
 }
 
-void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void *rec)
-{
-	nlg_view_push_table(L, s, rec);
-}
-
 /* ---- the house ------------------------------------------------------------ */
 
 struct nlg_inst *nlg_house_claim(struct nlg_gw *gw, const void *ops, const void *conf,
