@@ -129,6 +129,41 @@ describe("sockets source", function()
     src:close()
   end)
 
+  it("closes from inside its own handlers, in :poll() and on its timer", function()
+    local src = gw.sockets { proto = "tcp", start = false }
+    local n = 0
+    src:each(function() n = n + 1; src:close() end)
+    src:poll()
+    assert.are.equal(1, n)
+    assert.is_false(src:stats().open)
+    assert.has_error(function() src:poll() end, "sockets source is closed")
+
+    local timed = gw.sockets { proto = "tcp", every = "20ms" }
+    local batches = 0
+    timed:dump(function() batches = batches + 1; timed:close() end)
+    gw.after("200ms", function() gw.stop() end)
+    gw.run("2s")
+    assert.are.equal(1, batches)
+    collectgarbage()
+  end)
+
+  it("takes options from its table and refuses unknown ones", function()
+    assert.has_error(function() gw.sockets { prto = "tcp", start = false } end,
+                     "gw.sockets: unknown option 'prto'")
+    assert.has_error(function() gw.sockets { every = "5ms", start = false } end)
+    assert.has_error(function() gw.sockets { start = "no" } end,
+                     "gw.sockets: start must be true or false")
+    local src = gw.sockets { proto = { "tcp", "udp" }, every = 0.5, start = false }
+    assert.is_true(src:poll() >= 0)
+    src:close()
+  end)
+
+  it("keeps gw.state, a plain table the daemon carries across reloads", function()
+    assert.is_table(gw.state)
+    gw.state.answer = 42
+    assert.are.equal(42, require("nlgate").state.answer)
+  end)
+
   it("polls on its own timer while the loop runs", function()
     local src = gw.sockets { proto = "tcp", every = "50ms" }
     local polls = 0
