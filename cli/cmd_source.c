@@ -132,7 +132,9 @@ static int add_row(struct cli *c, size_t r)
 	rc |= add_long(c, "", o->name, has_arg, val);
 	if (o->cli)
 		rc |= add_long(c, "", o->cli, has_arg, val);
-	if (default_true(o)) {
+	/* Every bool of the source's can be turned off; --help shows the --no-
+	 * form where it matters, for those that default to on. */
+	if (o->type == NLG_OPT_BOOL && (r < c->n || default_true(o))) {
 		rc |= add_long(c, "no-", o->name, no_argument, val + 1);
 		if (o->cli)
 			rc |= add_long(c, "no-", o->cli, no_argument, val + 1);
@@ -284,7 +286,7 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 			return nlg_cmd_badopt(c->cmd, argv, ch == ':' ? ':' : '?');
 		r = (size_t)(val - VAL_BASE) / 2;
 		o = &c->all[r];
-		if (r == c->n + GEN_HELP) {
+		if (r == c->n + GEN_HELP && val == VAL_BASE + 2 * (int)r) {
 			print_help(c);
 			return 0;
 		}
