@@ -322,6 +322,7 @@ struct out {
 	struct nlg_loop *loop; /* watch only */
 	struct nlg_source *src;
 	int ready;
+	int failed; /* the source stopped for good */
 };
 
 /* Once the source is live (its initial dump done), say so once: scripts
@@ -356,6 +357,17 @@ static void sink_flush(void *data)
 		return;
 	}
 	say_ready(o);
+}
+
+/* The source stopped for good: so does watch, with exit status 1. */
+static void sink_fail(void *data, const char *msg)
+{
+	struct out *o = data;
+
+	nlg_cmd_fail("watch %s: %s", o->ops->name, msg);
+	o->failed = 1;
+	if (o->loop)
+		nlg_loop_stop(o->loop);
 }
 
 /* What the end of a run says: 0, or 1 after a write error other than a
@@ -425,7 +437,8 @@ int nlg_cmd_dump(int argc, char **argv)
 {
 	struct cli c = {.ctx = NLG_CTX_DUMP};
 	struct out o = {0};
-	struct nlg_sink sink = {.record = sink_record, .flush = sink_flush, .data = &o};
+	struct nlg_sink sink = {
+	    .record = sink_record, .flush = sink_flush, .fail = sink_fail, .data = &o};
 	struct nlg_err err = {{0}};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, oldpipe;
 	int rc;
@@ -516,7 +529,8 @@ int nlg_cmd_watch(int argc, char **argv)
 {
 	struct cli c = {.ctx = NLG_CTX_WATCH};
 	struct out o = {0};
-	struct nlg_sink sink = {.record = sink_record, .flush = sink_flush, .data = &o};
+	struct nlg_sink sink = {
+	    .record = sink_record, .flush = sink_flush, .fail = sink_fail, .data = &o};
 	struct nlg_err err = {{0}};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, oldpipe;
 	sigset_t mask, oldmask;
@@ -565,7 +579,7 @@ int nlg_cmd_watch(int argc, char **argv)
 	nlg_printer_flush(&o.p);
 	if (c.gen.stats)
 		print_stats(&o);
-	rc = out_result(&o, c.cmd);
+	rc = o.failed ? 1 : out_result(&o, c.cmd);
 out:
 	nlg_source_close(o.src);
 	nlg_loop_destroy(o.loop);

@@ -423,6 +423,22 @@ void nlg_source_timer_del(struct nlg_source *src, int64_t id)
 	}
 }
 
+void nlg_source_fail(struct nlg_source *src, const char *fmt, ...)
+{
+	char msg[NLG_ERRLEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (src->closing)
+		return;
+	if (src->sink.fail)
+		src->sink.fail(src->sink.data, msg);
+	else
+		nlg_source_log(src, "%s", msg);
+}
+
 void nlg_source_log(const struct nlg_source *src, const char *fmt, ...)
 {
 	char prefix[64];

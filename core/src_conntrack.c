@@ -350,10 +350,10 @@ static void on_readable(void *st, int fd)
 	report(s, "reading events");
 	/* A socket that keeps failing would spin the loop: stop. */
 	if (++s->consecutive >= CT_GIVE_UP) {
-		nlg_source_log(s->src, "%llu read errors in a row, source stopped",
-			       (unsigned long long)s->consecutive);
 		for (int i = 0; i < s->nfds; i++)
 			nlg_source_unwatch(s->src, s->fds[i]);
+		nlg_source_fail(s->src, "%llu read errors in a row (the last: %s); source stopped",
+				(unsigned long long)s->consecutive, s->last_err.msg);
 	}
 }
 

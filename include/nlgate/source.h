@@ -34,6 +34,9 @@ struct nlg_sink {
 	 * will be delivered again (an interrupted dump is re-sent): a consumer
 	 * that keeps them drops them now. */
 	void (*retract)(void *data, int (*same)(const void *rec, const void *arg), const void *arg);
+	/* Optional: the source has stopped for good (msg says why); nothing
+	 * more will come. Without it the message is logged. */
+	void (*fail)(void *data, const char *msg);
 	void *data;
 };
 
@@ -128,6 +131,9 @@ void nlg_source_flush(struct nlg_source *src);
 void nlg_source_retract(struct nlg_source *src, int (*same)(const void *rec, const void *arg),
 			const void *arg);
 int nlg_source_closing(const struct nlg_source *src);
+/* The source cannot go on (its sockets keep failing): tell the consumer. */
+void nlg_source_fail(struct nlg_source *src, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Loop hooks that the generic layer owns: unhooked on close, and a close
  * from inside fn's deliveries is deferred until fn returns. */

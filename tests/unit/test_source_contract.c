@@ -66,6 +66,7 @@ static struct nlg_schema fake_stats_schema = {
 };
 
 struct fake_conf {
+	uint64_t fail; /* give up after this many batches (0: never) */
 	uint64_t count;
 	uint64_t every_ms;
 	char name[16];
@@ -91,6 +92,13 @@ static const struct nlg_opt fake_opts[] = {
      .arg = "MS",
      .flags = NLG_OPT_LIVE,
      .desc = "interval between batches"},
+    {.name = "fail",
+     .type = NLG_OPT_UINT,
+     .off = offsetof(struct fake_conf, fail),
+     .size = 8,
+     .arg = "N",
+     .flags = NLG_OPT_LIVE,
+     .desc = "stop for good after N batches"},
     {.name = "name",
      .type = NLG_OPT_STR,
      .off = offsetof(struct fake_conf, name),
@@ -129,6 +137,11 @@ static int64_t fake_tick(void *st)
 	struct fake *f = st;
 
 	fake_batch(f);
+	if (f->c->fail && f->st.polls >= f->c->fail) {
+		nlg_source_fail(f->src, "gave up after %llu batches",
+				(unsigned long long)f->st.polls);
+		return -1;
+	}
 	return (int64_t)f->c->every_ms;
 }
 
@@ -318,6 +331,18 @@ static void watch_runs_the_source_on_the_loop(void **state)
 	assert_non_null(strstr(r.err, want));
 }
 
+static void watch_ends_when_the_source_gives_up(void **state)
+{
+	struct run r;
+	const char *argv[] = {"nlgate", "watch", "fake", "--fail", "2", "--every", "5"};
+
+	NLG_UNUSED(state);
+	cli(&r, 7, argv); /* no signal needed: the failure ends it */
+	assert_int_equal(r.rc, 1);
+	assert_non_null(strstr(r.err, "watch fake: gave up after 2 batches"));
+	assert_int_equal(count_lines(r.out, "\"seq\":"), 6);
+}
+
 static void script_drives_it_through_the_generic_binding(void **state)
 {
 	char script[128], result[128], text[4096];
@@ -393,6 +418,7 @@ int main(void)
 	    cmocka_unit_test(dump_prints_the_records),
 	    cmocka_unit_test(help_and_bad_options_come_from_the_table),
 	    cmocka_unit_test(watch_runs_the_source_on_the_loop),
+	    cmocka_unit_test(watch_ends_when_the_source_gives_up),
 	    cmocka_unit_test(script_drives_it_through_the_generic_binding),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
