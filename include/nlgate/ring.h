@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "common.h" /* NLG_CB_OK / STOP / ERROR, fn's verdicts */
 
 struct nlg_ring;
 

@@ -272,7 +272,7 @@ struct xfer {
 
 	/* producer, read after join or through atomics */
 	uint64_t refused; /* reserve returned NULL */
-	int stalled;	  /* bursty: published records not taken within 2 s */
+	int stalled;	  /* bursty: published records not taken within 5 s */
 	atomic_int done;
 
 	/* consumer (the loop thread) */
@@ -397,7 +397,7 @@ static void *xfer_bursts(void *arg)
 			atomic_signal_fence(memory_order_seq_cst); /* a pause of random length */
 		if ((rnd >> 20) % 4)
 			continue;
-		uint64_t give_up = nlg_now_ms() + 2000;
+		uint64_t give_up = nlg_now_ms() + 5000;
 		do {
 			nlg_ring_stats(x->r, &st);
 			if (st.consumed == st.produced)
