@@ -443,16 +443,21 @@ static void contexts(void **state)
 	assert_string_equal(err.msg, "tcp is not an option here");
 }
 
+/* open_memstream's buffer lives in statics: gcc 12 at -O3 takes a local one
+ * for a dangling pointer once the stream is closed (it is not). */
+static char *help_buf;
+static size_t help_len;
+
 static char *help_text(enum nlg_opt_ctx ctx)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	FILE *f;
 
+	help_buf = NULL;
+	f = open_memstream(&help_buf, &help_len);
 	assert_non_null(f);
 	nlg_opt_help(f, table, ctx);
 	fclose(f);
-	return buf;
+	return help_buf;
 }
 
 /* The column where the description of the line starting with left begins. */
