@@ -59,7 +59,7 @@ bench: deps build
 	bash tests/bench/sockets
 
 format:
-	clang-format -i core/*.c core/*.h include/nlgate/*.h bindings/*.c bindings/*.h tests/unit/*.c tests/bench/*.c tests/fuzz/*.c
+	clang-format -i core/*.c include/nlgate/*.h bindings/*.c bindings/*.h cli/*.c cli/*.h tests/unit/*.c tests/bench/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_RELEASE) $(BUILD_CLANG)
