@@ -202,7 +202,7 @@ uint64_t nlg_script_caps(const struct nlg_script *s)
 	for (const struct nlg_inst *in = s->house.list; in; in = in->next) {
 		const struct nlg_source_ops *ops = nlg_source_find(in->name);
 		if (ops && (const void *)ops == in->ops)
-			caps |= ops->caps;
+			caps |= ops->caps | (ops->caps_for ? ops->caps_for(in->conf) : 0);
 	}
 	return caps;
 }

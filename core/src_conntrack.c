@@ -522,6 +522,12 @@ static int ct_dump(struct nlg_source *src, const void *conf, struct nlg_err *err
 	return rc;
 }
 
+/* Entering another namespace (at a reload's re-open too) takes CAP_SYS_ADMIN. */
+static uint64_t ct_caps_for(const void *conf)
+{
+	return ((const struct ct_conf *)conf)->netns[0] ? 1ull << CAP_SYS_ADMIN : 0;
+}
+
 const struct nlg_source_ops nlg_conntrack_source = {
     .name = "conntrack",
     .desc = "conntrack events and table dumps (ctnetlink), lossless DESTROY",
@@ -529,6 +535,7 @@ const struct nlg_source_ops nlg_conntrack_source = {
     .stats_schema = &stats_schema,
     .opts = ct_opts,
     .conf_size = sizeof(struct ct_conf),
+    .caps_for = ct_caps_for,
     .caps = 1ull << CAP_NET_ADMIN,
     .open = ct_open,
     .close = ct_close,

@@ -3,6 +3,7 @@
  * and the end of each poll as the batch boundary. Options, counters and the
  * one-shot dump for `nlgate dump sockets` live here too. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,12 @@ static int sockets_dump(struct nlg_source *src, const void *conf, struct nlg_err
 	return rc;
 }
 
+/* Entering another namespace (at a reload's re-open too) takes CAP_SYS_ADMIN. */
+static uint64_t sockets_caps_for(const void *conf)
+{
+	return ((const struct sockets_conf *)conf)->netns[0] ? 1ull << CAP_SYS_ADMIN : 0;
+}
+
 const struct nlg_source_ops nlg_sockets_source = {
     .name = "sockets",
     .desc = "the kernel's inet sockets (inet_diag), polled",
@@ -481,6 +488,7 @@ const struct nlg_source_ops nlg_sockets_source = {
     .stats_schema = &stats_schema,
     .opts = sockets_opts,
     .conf_size = sizeof(struct sockets_conf),
+    .caps_for = sockets_caps_for,
     .caps = 0,
     .open = sockets_open,
     .close = sockets_close,

@@ -58,8 +58,10 @@ struct nlg_source_ops {
 	const struct nlg_schema *stats_schema; /* its counters (all group 0) */
 	const struct nlg_opt *opts;	       /* its options; fill a conf_size struct */
 	size_t conf_size;
-	/* Capabilities (bits of 1 << CAP_x) it needs while it runs. */
+	/* Capabilities (bits of 1 << CAP_x) it needs while it runs, and
+	 * optionally those a configuration adds (a netns: CAP_SYS_ADMIN). */
 	uint64_t caps;
+	uint64_t (*caps_for)(const void *conf);
 
 	/* Open with the options in conf (kept by the generic layer for the
 	 * source's life); set *st. Register fds and timers with
