@@ -9,13 +9,13 @@
 #include "binding.h"
 #include "nlgate/record.h"
 
-#define VIEW_MT	 "nlgate.view"
-#define BATCH_MT "nlgate.batch"
+#define VIEW_MT	       "nlgate.view"
+#define BATCH_MT       "nlgate.batch"
+#define VIEW_INDEX_KEY "nlgate.viewidx" /* schema (light userdata) → name → field */
 
-/* Views of every kind share one metatable; its __index closure holds, as
- * upvalue 2, a table from each kind's schema (light userdata) to its
- * name → field-index table, built the first time a view of that kind is
- * read, so a field access is two raw table lookups. */
+/* Views of every kind share one metatable. The registry holds a table from
+ * each kind's schema (light userdata) to its name → field-index table, built
+ * the first time a view of that kind is made. */
 static void push_index(lua_State *L, int cache, const struct nlg_schema *s)
 {
 	if (lua_rawgetp(L, cache, s) == LUA_TTABLE)
@@ -149,7 +149,7 @@ static int view_index(lua_State *L)
 	struct nlg_view *v = lua_touserdata(L, 1);
 	const void *rec = view_rec(L, v);
 
-	push_index(L, lua_upvalueindex(2), v->s);
+	lua_getiuservalue(L, 1, 1); /* the kind's index, set when the view was made */
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, -2) == LUA_TNUMBER) {
 		nlg_view_push_field(L, v->s, (int)lua_tointeger(L, -1), rec);
@@ -184,22 +184,33 @@ static int view_tostring(lua_State *L)
 	return 1;
 }
 
-struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
+/* A view carries its kind's index as its user value: a field read is then
+ * a user-value fetch and one raw lookup, with no search for the kind. */
+static struct nlg_view *view_alloc(lua_State *L, const struct nlg_schema *s, size_t extra)
 {
-	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v), 0);
+	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 1);
 
 	*v = (struct nlg_view){.s = s};
 	luaL_setmetatable(L, VIEW_MT);
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
+	push_index(L, lua_gettop(L), s);
+	lua_setiuservalue(L, -3, 1);
+	lua_pop(L, 1);
 	return v;
+}
+
+struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s)
+{
+	return view_alloc(L, s, 0);
 }
 
 struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const void *rec)
 {
-	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + s->rec_size, 0);
+	struct nlg_view *v = view_alloc(L, s, s->rec_size);
 
 	memcpy(v + 1, rec, s->rec_size);
-	*v = (struct nlg_view){.s = s, .rec = v + 1, .owned = 1};
-	luaL_setmetatable(L, VIEW_MT);
+	v->rec = v + 1;
+	v->owned = 1;
 	return v;
 }
 
@@ -345,10 +356,11 @@ int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg
 
 void nlg_view_register(lua_State *L)
 {
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
 	luaL_newmetatable(L, VIEW_MT);
 	luaL_newlib(L, view_methods);
-	lua_newtable(L);
-	lua_pushcclosure(L, view_index, 2);
+	lua_pushcclosure(L, view_index, 1);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, view_newindex);
 	lua_setfield(L, -2, "__newindex");

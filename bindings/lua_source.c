@@ -23,6 +23,8 @@ struct lua_src {
 	int closing; /* :close() ran inside a handler: finish when it returns */
 	struct nlg_recs recs;
 	/* the script side's counters; the source keeps the rest */
+	/* handler names for the log, made once: not per record */
+	char what_each[40], what_batch[40], what_filter[40];
 	uint64_t delivered, script_filtered, filter_errors, handler_errors, batches, batch_dropped;
 };
 
@@ -88,14 +90,6 @@ static int filter_tramp(lua_State *L)
 	return 0;
 }
 
-static char what_buf[64];
-
-static const char *what(struct lua_src *ls, const char *m)
-{
-	snprintf(what_buf, sizeof(what_buf), "%s%s", ls->ops->name, m);
-	return what_buf;
-}
-
 static int deliver(struct lua_src *ls, const void *rec)
 {
 	lua_State *L = ls->gw->L;
@@ -109,7 +103,7 @@ static int deliver(struct lua_src *ls, const void *rec)
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
 		lua_pushlightuserdata(L, &keep);
 		ls->view->rec = rec;
-		if (nlg_gw_call(ls->gw, L, 3, what(ls, " filter")) < 0) {
+		if (nlg_gw_call(ls->gw, L, 3, ls->what_filter) < 0) {
 			ls->filter_errors++;
 			keep = 1;
 		}
@@ -128,7 +122,7 @@ static int deliver(struct lua_src *ls, const void *rec)
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
 		ls->view->rec = rec;
-		if (nlg_gw_call(ls->gw, L, 1, what(ls, ":each")) < 0)
+		if (nlg_gw_call(ls->gw, L, 1, ls->what_each) < 0)
 			ls->handler_errors++;
 		ls->view->rec = NULL;
 	}
@@ -154,8 +148,7 @@ static void call_batch(struct lua_src *ls, const void *recs, size_t n)
 
 	ls->batches++;
 	push_stats(L, ls);
-	if (nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, recs, n, what(ls, ":batch")) <
-	    0)
+	if (nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, recs, n, ls->what_batch) < 0)
 		ls->handler_errors++;
 }
 
@@ -448,6 +441,9 @@ static int l_new(lua_State *L)
 	ls->ops = ops;
 	ls->each_ref = ls->batch_ref = ls->filter_ref = ls->view_ref = ls->self_ref = LUA_NOREF;
 	ls->recs.size = ops->schema->rec_size;
+	snprintf(ls->what_each, sizeof(ls->what_each), "%s:each", ops->name);
+	snprintf(ls->what_batch, sizeof(ls->what_batch), "%s:batch", ops->name);
+	snprintf(ls->what_filter, sizeof(ls->what_filter), "%s filter", ops->name);
 	luaL_setmetatable(L, SOURCE_MT);
 	push_extras(L, ops);
 	gw->L = L;
