@@ -30,8 +30,8 @@ static const char run_usage[] =
     "  -m, --mem-limit MIB   memory the script may use (default 256)\n"
     "  -b, --budget N        VM instructions per handler call (default 50000000, 0 = off)\n"
     "  -u, --user USER       after the script has opened its sources, switch to USER,\n"
-    "                        keeping only the capabilities they need (and\n"
-    "                        CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN for reloads)\n"
+    "                        keeping only the capabilities they need; a reload that\n"
+    "                        would need more is refused\n"
     "  -h, --help            this help\n\n"
     "Signals: INT/TERM stop (feeds are drained), HUP reloads the script; if the\n"
     "new one fails to load or to start, the running one keeps running.\n";
@@ -113,6 +113,7 @@ int nlg_cmd_run(int argc, char **argv)
 	sigset_t mask, oldmask;
 	int c, sfd = -1, rc = 1;
 	const char *user = NULL;
+	char dropped[384] = "";
 
 	optind = 0; /* 0: glibc starts afresh (nlg_cli_main may run again) */
 	while ((c = getopt_long(argc, argv, ":m:b:u:h", opts, NULL)) != -1) {
@@ -164,11 +165,24 @@ int nlg_cmd_run(int argc, char **argv)
 		nlg_cmd_fail("run: %s", err.msg);
 		goto out;
 	}
-	/* The reload path may reopen sources (another netns, conntrack), so the
-	 * usual set stays besides what the running sources need. */
-	if (user && nlg_priv_drop(user, nlg_script_caps(s) | nlg_priv_wanted(), &err) < 0) {
-		nlg_cmd_fail("run: %s", err.msg);
-		goto out;
+	/* Only what the open sources need: a reload hands them over without
+	 * reopening, and one that would open more is refused like any failed
+	 * reload. Still one thread here (no source starts a worker yet), which
+	 * nlg_priv_drop checks: capabilities are per thread. */
+	if (user) {
+		uint64_t caps = nlg_script_caps(s);
+		char names[256];
+
+		if (nlg_priv_drop(user, caps, &err) < 0) {
+			nlg_cmd_fail("run: %s", err.msg);
+			goto out;
+		}
+		nlg_priv_names(caps, names, sizeof(names));
+		fprintf(stderr, "nlgate: running as %s with capabilities: %s\n", user, names);
+		snprintf(dropped, sizeof(dropped),
+			 " (as %s with capabilities: %s; a source that needs more opens only "
+			 "on a restart)",
+			 user, names);
 	}
 	for (;;) {
 		if (nlg_loop_run(ctx.loop) < 0) {
@@ -183,8 +197,8 @@ int nlg_cmd_run(int argc, char **argv)
 		 * gateway never goes down for a bad edit. */
 		if (nlg_script_reload(s, &err) < 0)
 			fprintf(stderr,
-				"nlgate: reload failed: %s; the running script keeps running\n",
-				err.msg);
+				"nlgate: reload failed: %s; the running script keeps running%s\n",
+				err.msg, dropped);
 		else
 			fprintf(stderr, "nlgate: reloaded %s\n", script);
 	}

@@ -1,66 +1,166 @@
-/* Privilege drop for `nlgate run --user`: setgroups/setgid/setuid with
- * PR_SET_KEEPCAPS, then capset to the kept set. Raw capset(2), so no libcap. */
+/* The switch to a user for `nlgate run --user`, through libcap-ng: the
+ * bounding set is cut to the kept capabilities while CAP_SETPCAP is still
+ * held, then capng_change_id switches ids and leaves only those. */
+#include <cap-ng.h>
+#include <dirent.h>
 #include <errno.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "nlgate/priv.h"
 
-uint64_t nlg_priv_wanted(void)
+static struct passwd *user_find(const char *user)
 {
-	/* NET_ADMIN: conntrack and SO_RCVBUFFORCE; NET_RAW: packet sockets;
-	 * SYS_ADMIN: entering a named network namespace on reload. */
-	return 1ull << CAP_NET_ADMIN | 1ull << CAP_NET_RAW | 1ull << CAP_SYS_ADMIN;
+	struct passwd *pw = getpwnam(user);
+	char *end;
+
+	if (!pw && *user) {
+		unsigned long uid = strtoul(user, &end, 10);
+		if (!*end)
+			pw = getpwuid((uid_t)uid);
+	}
+	return pw;
 }
 
-static int caps_get(struct __user_cap_data_struct d[2])
+/* Threads besides the caller, or -errno. */
+static int threads_other(void)
 {
-	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-	return syscall(SYS_capget, &h, d) < 0 ? -errno : 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = -1;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
-static int caps_set(struct __user_cap_data_struct d[2])
+/* The capabilities libcap-ng last read or was told, in one set. */
+static uint64_t caps_in(capng_type_t which)
 {
-	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
+	uint64_t caps = 0;
+
+	for (unsigned c = 0; c < 64; c++)
+		if (capng_have_capability(which, c) == 1)
+			caps |= 1ull << c;
+	return caps;
+}
+
+/* capng_change_id's negative returns, by the step that failed. */
+static const char *change_id_step(int rc)
+{
+	switch (rc) {
+	case -2:
+	case -7:
+		return "PR_SET_KEEPCAPS";
+	case -3:
+		return "capset before the switch";
+	case -4:
+		return "setresgid";
+	case -5:
+		return "setgroups";
+	case -6:
+		return "setresuid";
+	case -9:
+		return "capset after the switch";
+	default:
+		return "capng_change_id";
+	}
+}
+
+const char *nlg_priv_names(uint64_t caps, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	snprintf(buf, len, "none");
+	for (unsigned c = 0; c < 64 && used < len; c++) {
+		const char *name;
+		if (!(caps >> c & 1))
+			continue;
+		name = capng_capability_to_name(c);
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+					 name ? name : "unknown");
+	}
+	return buf;
+}
+
+/* "cannot drop privileges: what: strerror(errno)", errno EPERM if unset. */
+static int drop_fail(struct nlg_err *err, const char *user, const char *what)
+{
+	int code = errno ? errno : EPERM;
+
+	return nlg_err_set(err, code, "--user %s: cannot drop privileges: %s: %s", user, what,
+			   strerror(code));
 }
 
 int nlg_priv_drop(const char *user, uint64_t keep, struct nlg_err *err)
 {
-	struct __user_cap_data_struct d[2];
-	struct passwd *pw;
-	uint64_t have, kept;
+	const uint64_t switching = 1ull << CAP_SETUID | 1ull << CAP_SETGID | 1ull << CAP_SETPCAP;
+	struct passwd *pw = user_find(user);
+	uint64_t kept;
 	int rc;
 
-	pw = getpwnam(user);
-	if (!pw) {
-		char *end;
-		unsigned long uid = strtoul(user, &end, 10);
-		if (*user && !*end)
-			pw = getpwuid((uid_t)uid);
-	}
 	if (!pw)
 		return nlg_err_set(err, ENOENT, "--user: no such user '%s'", user);
-	if ((rc = caps_get(d)) < 0)
-		return nlg_err_set(err, rc, "--user: capget: %s", strerror(-rc));
-	have = (uint64_t)d[1].permitted << 32 | d[0].permitted;
-	kept = have & keep;
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
-	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-		return nlg_err_set(err, errno,
-				   "--user %s: %s (switching user needs CAP_SETUID and CAP_SETGID)",
-				   user, strerror(errno));
-	memset(d, 0, sizeof(struct __user_cap_data_struct) * 2);
-	d[0].permitted = d[0].effective = (uint32_t)kept;
-	d[1].permitted = d[1].effective = (uint32_t)(kept >> 32);
-	if ((rc = caps_set(d)) < 0)
-		return nlg_err_set(err, rc, "--user %s: capset: %s", user, strerror(-rc));
-	prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+	/* capset(2) changes the calling thread only (setresuid does reach every
+	 * thread, through glibc), so another thread would keep everything. */
+	rc = threads_other();
+	if (rc < 0) {
+		errno = -rc;
+		return drop_fail(err, user, "counting threads in /proc/self/task");
+	}
+	if (rc > 0)
+		return nlg_err_set(err, EBUSY,
+				   "--user %s: cannot drop privileges: %d other thread(s) running "
+				   "(capabilities are per thread)",
+				   user, rc);
+	errno = 0;
+	if (capng_get_caps_process() < 0)
+		return drop_fail(err, user, "reading capabilities");
+	if ((caps_in(CAPNG_EFFECTIVE) & switching) != switching)
+		return nlg_err_set(err, EPERM,
+				   "--user %s: cannot drop privileges: switching user needs "
+				   "CAP_SETUID, CAP_SETGID and CAP_SETPCAP (start as root)",
+				   user);
+	kept = keep & caps_in(CAPNG_PERMITTED);
+
+	/* First: from here on no execve can gain anything (setuid bits, file
+	 * capabilities), whatever happens next. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return drop_fail(err, user, "no_new_privs");
+	capng_clear(CAPNG_SELECT_BOTH);
+	for (unsigned c = 0; c < 64; c++)
+		if (kept >> c & 1)
+			capng_update(CAPNG_ADD,
+				     CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET, c);
+	/* Not CAPNG_CLEAR_BOUNDING, which would empty the bounding set: it is
+	 * cut to the kept set here instead, while CAP_SETPCAP is effective
+	 * (capng_change_id drops that one at its end). */
+	errno = 0;
+	if (capng_apply(CAPNG_SELECT_BOUNDS) != 0)
+		return drop_fail(err, user, "limiting the bounding set");
+	errno = 0;
+	rc = capng_change_id((int)pw->pw_uid, (int)pw->pw_gid, CAPNG_DROP_SUPP_GRP);
+	if (rc != 0)
+		return drop_fail(err, user, change_id_step(rc));
+
+	/* What the kernel now reports, not what was asked for. */
+	errno = 0;
+	if (capng_get_caps_process() < 0)
+		return drop_fail(err, user, "reading capabilities back");
+	if (caps_in(CAPNG_EFFECTIVE) != kept || caps_in(CAPNG_PERMITTED) != kept ||
+	    caps_in(CAPNG_BOUNDING_SET) != kept || caps_in(CAPNG_INHERITABLE) != 0 ||
+	    getuid() != pw->pw_uid || geteuid() != pw->pw_uid)
+		return nlg_err_set(err, EPERM,
+				   "--user %s: cannot drop privileges: the kernel reports other "
+				   "capabilities or ids than those asked for",
+				   user);
 	return 0;
 }

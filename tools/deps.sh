@@ -2,7 +2,7 @@
 # Install the Debian packages nlgate builds and tests with, if any are missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libmnl-dev
-      libnetfilter-conntrack-dev libmsgpack-dev lua-busted libcmocka-dev
+      libnetfilter-conntrack-dev libmsgpack-dev libcap-ng-dev lua-busted libcmocka-dev
       python3-msgpack iproute2 conntrack nftables netsniff-ng clang)
 missing=()
 for p in "${pkgs[@]}"; do
