@@ -105,8 +105,12 @@ static const struct sd_name proto_words[] = {
 };
 
 static const struct sd_name family_words[] = {
-    {"inet", NLG_SD_INET},   {"inet6", NLG_SD_INET6}, {"ipv4", NLG_SD_INET},
-    {"ipv6", NLG_SD_INET6},  {"4", NLG_SD_INET},      {"6", NLG_SD_INET6},
+    {"inet", NLG_SD_INET},
+    {"inet6", NLG_SD_INET6},
+    {"ipv4", NLG_SD_INET},
+    {"ipv6", NLG_SD_INET6},
+    {"4", NLG_SD_INET},
+    {"6", NLG_SD_INET6},
     {"all", NLG_SD_INET | NLG_SD_INET6},
 };
 
@@ -177,8 +181,8 @@ int nlg_sockdiag_parse_protos(const char *list, uint32_t *protos, struct nlg_err
 
 int nlg_sockdiag_parse_families(const char *list, uint32_t *families, struct nlg_err *err)
 {
-	return sd_parse_list(list, family_words, NLG_ARRAY_SIZE(family_words), "family",
-			     families, err);
+	return sd_parse_list(list, family_words, NLG_ARRAY_SIZE(family_words), "family", families,
+			     err);
 }
 
 const char *nlg_sockdiag_state_name(unsigned int state)
@@ -197,8 +201,9 @@ const char *nlg_sockdiag_state_name(unsigned int state)
 
 struct sd_decode {
 	struct nlg_sock *out;
-	int tcp;	 /* decode INET_DIAG_INFO as tcp_info */
-	const char *end; /* end of the last attribute walked */
+	int tcp;	     /* decode INET_DIAG_INFO as tcp_info */
+	const char *end;     /* end of the last attribute walked */
+	const char *msg_end; /* nlmsg_len, unaligned: libmnl's walk allows the pad */
 };
 
 /* libmnl's getters are out-of-line calls; per attribute of 100,000 sockets
@@ -213,6 +218,11 @@ static int sd_attr(const struct nlattr *a, void *data)
 	const char *p = SD_PAYLOAD(a);
 	size_t len = SD_PAYLOAD_LEN(a);
 
+	/* libmnl checks an attribute against the aligned message end; a
+	 * message whose length is not a multiple of 4 (never the kernel's; a
+	 * fuzzer's, found at once) would let the last payload run past it. */
+	if ((const char *)a + a->nla_len > d->msg_end)
+		return MNL_CB_ERROR;
 	d->end = (const char *)a + MNL_ALIGN(a->nla_len);
 	switch (a->nla_type & NLA_TYPE_MASK) {
 	case INET_DIAG_INFO: {
@@ -391,6 +401,7 @@ int nlg_sock_decode(const struct nlmsghdr *nlh, int ipproto, struct nlg_sock *ou
 	d.out = out;
 	d.tcp = proto == NLG_SOCK_TCP;
 	d.end = (const char *)m + sizeof(*m);
+	d.msg_end = (const char *)nlh + nlh->nlmsg_len;
 	if (mnl_attr_parse(nlh, sizeof(*m), sd_attr, &d) < 0)
 		goto bad;
 	/* mnl_attr_parse stops quietly at an attribute that runs past the
