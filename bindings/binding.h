@@ -11,6 +11,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "nlgate/common.h"
@@ -45,11 +46,18 @@ struct nlg_inst {
 	void (*handover)(void *old_obj, void *heir_obj, int commit);
 };
 
-/* The instances of one gateway, shared by its states across reloads. */
+/* The instances of one gateway, shared by its states across reloads, and
+ * what the watchdog thread reads of the handler running now: a call
+ * sequence bumped at each outermost call (no clock read per record), its
+ * name, and a stop request the budget hook honours. */
 struct nlg_house {
 	struct nlg_inst *list;
 	struct nlg_gw *starting; /* a reload's new state, while it starts */
 	uint64_t reloads, reload_failures, handed_over;
+	_Atomic uint64_t call_seq;
+	_Atomic int in_call;
+	_Atomic(const char *) current;
+	_Atomic int stop_now;
 };
 
 struct nlg_gw {
@@ -58,8 +66,11 @@ struct nlg_gw {
 	struct nlg_house *house;
 	int own_house;
 	lua_State *L; /* thread handlers run on (set at each entry) */
-	uint64_t calls, errors, budget_kills;
+	uint64_t calls, errors, budget_kills, disabled, oom;
 	uint64_t insn_budget, insn_used;
+	int depth;  /* handler calls on the C stack; the budget is the outermost's */
+	int killed; /* the budget stopped this call: it stays stopped until it returns */
+	int sealed; /* the state is closing: no new sources, outputs or timers */
 	struct nlg_gw_stat stats; /* list head */
 	struct nlg_buf enc;	  /* shared encode buffer for sends */
 	msgpack_packer pk;
@@ -72,6 +83,22 @@ struct nlg_gw *nlg_gw_get(lua_State *L); /* raises if nlgate was never opened */
  * traceback on error. Errors are logged with their traceback and counted; the
  * gateway keeps going. Returns 0 or -1 (error, already reported). */
 int nlg_gw_call(struct nlg_gw *gw, lua_State *L, int nargs, const char *what);
+/* The count hook runs every NLG_HOOK_EVERY VM instructions: the budget's
+ * granularity. */
+#define NLG_HOOK_EVERY 1000
+/* Around any call into a script (nlg_gw_call does it): the outermost call
+ * starts the budget; leaving it lifts a budget kill. */
+void nlg_gw_enter(struct nlg_gw *gw, const char *what);
+void nlg_gw_leave(struct nlg_gw *gw, lua_State *L);
+/* After a handler call: 0 clears *fails; -1 counts it, and the
+ * NLG_HANDLER_FAILS-th failure in a row disables the handler (*ref is
+ * released and set to LUA_NOREF) with one log line; gw.stats().script
+ * lists it. */
+#define NLG_HANDLER_FAILS 100
+void nlg_gw_outcome(struct nlg_gw *gw, lua_State *L, int rc, uint32_t *fails, int *ref,
+		    const char *what);
+/* Raise if the state is closing (a __gc running at reload or exit). */
+void nlg_gw_check_open(lua_State *L, struct nlg_gw *gw, const char *what);
 /* The message handler nlg_gw_call uses: the error with a traceback. */
 int nlg_gw_traceback(lua_State *L);
 /* The count hook behind the instruction budget. */
@@ -144,8 +171,9 @@ struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s);
 int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg_schema *s,
 		   const void *recs, size_t n, const char *what);
 
-/* Encode any Lua value as msgpack (tables: sequences as arrays, else maps). */
-int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth);
+/* Encode any Lua value as msgpack (tables: sequences as arrays, else maps),
+ * bounded in depth, values and bytes; raises past a bound. */
+int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk);
 /* Decode one msgpack value from data[0..len) and push it; returns 0, or -1
  * (nothing pushed) if it is not one whole value. */
 int nlg_lua_unpack(lua_State *L, const void *data, size_t len);
@@ -166,8 +194,9 @@ void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CF
 /* Parse a duration argument ("2s", "500ms", number of seconds) or raise. */
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
 
-/* sandbox.c: a state with the memory limit and the allowed libraries. */
-lua_State *nlg_sandbox_new(size_t mem_limit, struct nlg_err *err);
+/* sandbox.c: a state with the memory limit and the allowed libraries;
+ * require finds Lua text files on search_path ("dir/?.lua;..."), only. */
+lua_State *nlg_sandbox_new(size_t mem_limit, const char *search_path, struct nlg_err *err);
 void nlg_sandbox_close(lua_State *L);
 
 /* Registry keys by which an embedder hands the loop and the house to

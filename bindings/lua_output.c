@@ -72,7 +72,7 @@ static int l_send(lua_State *L)
 		if (nlg_enc_mp_record(&gw->pk, v->s, v->rec) < 0)
 			return luaL_error(L, "send: out of memory");
 	} else {
-		nlg_lua_pack(L, 3, &gw->pk, 0);
+		nlg_lua_pack(L, 3, &gw->pk);
 	}
 	it.body = gw->enc.data;
 	it.len = gw->enc.len;
@@ -119,7 +119,7 @@ static const luaL_Reg methods[] = {
 
 static int out_gc(lua_State *L)
 {
-	struct lua_out *lo = lua_touserdata(L, 1);
+	struct lua_out *lo = luaL_checkudata(L, 1, OUTPUT_MT);
 	if (lo->inst)
 		out_close(L, lo);
 	return 0;
@@ -149,6 +149,7 @@ static int l_new(lua_State *L)
 	void *conf, *st;
 
 	snprintf(name, sizeof(name), "gw.%s", ops->name);
+	nlg_gw_check_open(L, gw, name);
 	if (lua_type(L, 1) == LUA_TSTRING && ops->opts[0].name) {
 		lua_createtable(L, 0, 1);
 		lua_pushvalue(L, 1);

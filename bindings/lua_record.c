@@ -146,7 +146,7 @@ static const luaL_Reg view_methods[] = {
  * the per-kind index table; an unknown name raises, so typos surface. */
 static int view_index(lua_State *L)
 {
-	struct nlg_view *v = lua_touserdata(L, 1);
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
 	const void *rec = view_rec(L, v);
 
 	lua_getiuservalue(L, 1, 1); /* the kind's index, set when the view was made */
@@ -164,13 +164,13 @@ static int view_index(lua_State *L)
 
 static int view_newindex(lua_State *L)
 {
-	struct nlg_view *v = lua_touserdata(L, 1);
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
 	return luaL_error(L, "%s record is read-only (copy it with r:table())", v->s->kind);
 }
 
 static int view_tostring(lua_State *L)
 {
-	struct nlg_view *v = lua_touserdata(L, 1);
+	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
 	const void *rec = view_rec(L, v);
 	struct nlg_buf b;
 
@@ -237,19 +237,21 @@ static int batch_stats(lua_State *L)
 	return 1;
 }
 
-/* iterator: for i, r in batch:records() — r is one reused view, valid per step. */
+/* iterator: for i, r in batch:records() — r is one reused view, valid per
+ * step; the batch clears it when its handler returns. The control value
+ * comes from the caller: anything out of range ends the loop. */
 static int batch_iter(lua_State *L)
 {
 	struct nlg_batch *b = lua_touserdata(L, lua_upvalueindex(1));
 	struct nlg_view *v = lua_touserdata(L, lua_upvalueindex(2));
-	lua_Integer i = luaL_checkinteger(L, 2) + 1;
+	lua_Integer i = luaL_checkinteger(L, 2);
 
-	if (!b->recs || i > (lua_Integer)b->n) {
+	if (!b->recs || i < 0 || i >= (lua_Integer)b->n) {
 		v->rec = NULL;
 		return 0;
 	}
-	v->rec = (const char *)b->recs + (size_t)(i - 1) * b->s->rec_size;
-	lua_pushinteger(L, i);
+	v->rec = (const char *)b->recs + (size_t)i * b->s->rec_size;
+	lua_pushinteger(L, i + 1);
 	lua_pushvalue(L, lua_upvalueindex(2));
 	return 2;
 }
@@ -260,6 +262,16 @@ static int batch_records(lua_State *L)
 
 	lua_pushvalue(L, 1);
 	nlg_view_new(L, b->s);
+	/* The batch remembers its iterators' views, to clear them. */
+	if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setiuservalue(L, 1, 1);
+	}
+	lua_pushvalue(L, -2);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_pop(L, 1);
 	lua_pushcclosure(L, batch_iter, 2);
 	lua_pushnil(L);
 	lua_pushinteger(L, 0);
@@ -291,7 +303,7 @@ static int batch_index(lua_State *L)
 
 static int batch_gc(lua_State *L)
 {
-	struct nlg_batch *b = lua_touserdata(L, 1);
+	struct nlg_batch *b = luaL_checkudata(L, 1, BATCH_MT);
 	luaL_unref(L, LUA_REGISTRYINDEX, b->stats_ref);
 	b->stats_ref = LUA_NOREF;
 	return 0;
@@ -299,7 +311,7 @@ static int batch_gc(lua_State *L)
 
 struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
 {
-	struct nlg_batch *b = lua_newuserdatauv(L, sizeof(*b), 0);
+	struct nlg_batch *b = lua_newuserdatauv(L, sizeof(*b), 1);
 
 	*b = (struct nlg_batch){.s = s, .stats_ref = LUA_NOREF};
 	luaL_setmetatable(L, BATCH_MT);
@@ -350,7 +362,15 @@ int nlg_batch_call(struct nlg_gw *gw, lua_State *L, int fn_ref, const struct nlg
 	rc = nlg_gw_call(gw, L, 1, what);
 	b->recs = NULL;
 	b->n = 0;
-	lua_pop(L, 1);
+	if (lua_getiuservalue(L, -1, 1) == LUA_TTABLE) {
+		size_t n = lua_rawlen(L, -1);
+		for (size_t i = 1; i <= n; i++) {
+			lua_rawgeti(L, -1, (lua_Integer)i);
+			((struct nlg_view *)lua_touserdata(L, -1))->rec = NULL;
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 2);
 	return rc;
 }
 
@@ -366,6 +386,8 @@ void nlg_view_register(lua_State *L)
 	lua_setfield(L, -2, "__newindex");
 	lua_pushcfunction(L, view_tostring);
 	lua_setfield(L, -2, "__tostring");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 
 	luaL_newmetatable(L, BATCH_MT);
@@ -376,10 +398,28 @@ void nlg_view_register(lua_State *L)
 	lua_setfield(L, -2, "__len");
 	lua_pushcfunction(L, batch_gc);
 	lua_setfield(L, -2, "__gc");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 }
 
-/* ---- Lua values → msgpack ------------------------------------------------ */
+/* ---- Lua values → msgpack ------------------------------------------------ *
+ *
+ * A script's value is bounded before a byte is sent: at most NLG_PACK_DEPTH
+ * levels (what `nlgate tail` and common decoders take), NLG_PACK_NODES
+ * values in all (a table nested as a DAG, for i=1,26 do t={t,t} end, is 2^26
+ * nodes in a few bytes of Lua), and NLG_PACK_BYTES of output. Keys are
+ * converted without metamethods, so a map's count always equals its
+ * entries; strings that are not UTF-8 go out as bin, so a strict decoder
+ * (python-msgpack raw=False) reads every frame. */
+#define NLG_PACK_DEPTH 32
+#define NLG_PACK_NODES 1000000
+#define NLG_PACK_BYTES (16u << 20)
+
+struct pack {
+	msgpack_packer *pk;
+	size_t nodes, bytes;
+};
 
 static int is_sequence(lua_State *L, int idx, size_t *n)
 {
@@ -398,37 +438,104 @@ static int is_sequence(lua_State *L, int idx, size_t *n)
 	return count == len && len > 0;
 }
 
-int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth)
+static void charge(lua_State *L, struct pack *p, size_t bytes)
+{
+	p->nodes++;
+	p->bytes += bytes + 9; /* a header at most */
+	if (p->nodes > NLG_PACK_NODES)
+		luaL_error(L,
+			   "send: value too large (more than %d values; a table shared "
+			   "many times over counts each time)",
+			   NLG_PACK_NODES);
+	if (p->bytes > NLG_PACK_BYTES)
+		luaL_error(L, "send: value too large (more than %d MiB encoded)",
+			   (int)(NLG_PACK_BYTES >> 20));
+}
+
+static void pack_string(lua_State *L, struct pack *p, const char *s, size_t n)
+{
+	charge(L, p, n);
+	if (nlg_utf8_valid(s, n)) {
+		msgpack_pack_str(p->pk, n);
+		msgpack_pack_str_body(p->pk, s, n);
+	} else {
+		msgpack_pack_bin(p->pk, n);
+		msgpack_pack_bin_body(p->pk, s, n);
+	}
+}
+
+/* A map key: strings as they are; numbers and booleans as their text; no
+ * metamethod runs (a __tostring could change the table being walked). */
+static void pack_key(lua_State *L, struct pack *p, int idx)
+{
+	size_t n;
+	const char *k;
+
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		k = lua_tolstring(L, idx, &n);
+		pack_string(L, p, k, n);
+		return;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			lua_pushfstring(L, "%I", lua_tointeger(L, idx));
+		else
+			lua_pushfstring(L, "%f", lua_tonumber(L, idx));
+		break;
+	case LUA_TBOOLEAN:
+		lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+		break;
+	default:
+		luaL_error(L, "send: a table key must be a string, number or boolean, not a %s",
+			   luaL_typename(L, idx));
+		return;
+	}
+	k = lua_tolstring(L, -1, &n);
+	pack_string(L, p, k, n);
+	lua_pop(L, 1);
+}
+
+static void pack_value(lua_State *L, int idx, struct pack *p, int depth)
 {
 	struct nlg_view *v;
 	size_t n;
 
 	idx = lua_absindex(L, idx);
-	if (depth > 32)
-		return luaL_error(L, "send: table nested too deeply (or cyclic)");
+	if (depth > NLG_PACK_DEPTH)
+		luaL_error(L, "send: table nested too deeply (more than %d levels, or cyclic)",
+			   NLG_PACK_DEPTH);
+	luaL_checkstack(L, 6, "send: table nested too deeply");
 	switch (lua_type(L, idx)) {
 	case LUA_TNIL:
-		return msgpack_pack_nil(pk);
+		charge(L, p, 0);
+		msgpack_pack_nil(p->pk);
+		return;
 	case LUA_TBOOLEAN:
-		return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		charge(L, p, 0);
+		lua_toboolean(L, idx) ? msgpack_pack_true(p->pk) : msgpack_pack_false(p->pk);
+		return;
 	case LUA_TNUMBER:
+		charge(L, p, 0);
 		if (lua_isinteger(L, idx))
-			return msgpack_pack_int64(pk, lua_tointeger(L, idx));
-		return msgpack_pack_double(pk, lua_tonumber(L, idx));
+			msgpack_pack_int64(p->pk, lua_tointeger(L, idx));
+		else
+			msgpack_pack_double(p->pk, lua_tonumber(L, idx));
+		return;
 	case LUA_TSTRING: {
 		const char *s = lua_tolstring(L, idx, &n);
-		msgpack_pack_str(pk, n);
-		return msgpack_pack_str_body(pk, s, n);
+		pack_string(L, p, s, n);
+		return;
 	}
 	case LUA_TTABLE:
+		charge(L, p, 0);
 		if (is_sequence(L, idx, &n)) {
-			msgpack_pack_array(pk, n);
+			msgpack_pack_array(p->pk, n);
 			for (size_t i = 1; i <= n; i++) {
 				lua_rawgeti(L, idx, (lua_Integer)i);
-				nlg_lua_pack(L, -1, pk, depth + 1);
+				pack_value(L, -1, p, depth + 1);
 				lua_pop(L, 1);
 			}
-			return 0;
+			return;
 		}
 		n = 0;
 		lua_pushnil(L);
@@ -436,29 +543,32 @@ int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth)
 			lua_pop(L, 1);
 			n++;
 		}
-		msgpack_pack_map(pk, n);
+		msgpack_pack_map(p->pk, n);
 		lua_pushnil(L);
 		while (lua_next(L, idx)) {
-			if (lua_type(L, -2) == LUA_TSTRING) {
-				nlg_lua_pack(L, -2, pk, depth + 1);
-			} else { /* keys must be strings for most consumers */
-				lua_pushvalue(L, -2);
-				const char *k = luaL_tolstring(L, -1, &n);
-				msgpack_pack_str(pk, n);
-				msgpack_pack_str_body(pk, k, n);
-				lua_pop(L, 2);
-			}
-			nlg_lua_pack(L, -1, pk, depth + 1);
+			pack_key(L, p, -2);
+			pack_value(L, -1, p, depth + 1);
 			lua_pop(L, 1);
 		}
-		return 0;
+		return;
 	case LUA_TUSERDATA:
-		if ((v = nlg_view_test(L, idx)))
-			return nlg_enc_mp_record(pk, v->s, view_rec(L, v));
+		if ((v = nlg_view_test(L, idx))) {
+			charge(L, p, v->s->rec_size);
+			nlg_enc_mp_record(p->pk, v->s, view_rec(L, v));
+			return;
+		}
 		/* fallthrough */
 	default:
-		return luaL_error(L, "send: cannot encode a %s value", luaL_typename(L, idx));
+		luaL_error(L, "send: cannot encode a %s value", luaL_typename(L, idx));
 	}
+}
+
+int nlg_lua_pack(lua_State *L, int idx, msgpack_packer *pk)
+{
+	struct pack p = {.pk = pk};
+
+	pack_value(L, idx, &p, 0);
+	return 0;
 }
 
 /* ---- msgpack → Lua values (gw.state across a reload) ---------------------- */

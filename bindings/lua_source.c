@@ -25,6 +25,7 @@ struct lua_src {
 	/* the script side's counters; the source keeps the rest */
 	/* handler names for the log, made once: not per record */
 	char what_each[40], what_batch[40], what_filter[40];
+	uint32_t each_fails, batch_fails, filter_fails; /* in a row */
 	uint64_t delivered, script_filtered, filter_errors, handler_errors, batches, batch_dropped;
 };
 
@@ -103,10 +104,12 @@ static int deliver(struct lua_src *ls, const void *rec)
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
 		lua_pushlightuserdata(L, &keep);
 		ls->view->rec = rec;
-		if (nlg_gw_call(ls->gw, L, 3, ls->what_filter) < 0) {
+		int rc = nlg_gw_call(ls->gw, L, 3, ls->what_filter);
+		if (rc < 0) {
 			ls->filter_errors++;
 			keep = 1;
 		}
+		nlg_gw_outcome(ls->gw, L, rc, &ls->filter_fails, &ls->filter_ref, ls->what_filter);
 		ls->view->rec = NULL;
 		if (ls->closing)
 			return NLG_CB_STOP;
@@ -122,8 +125,10 @@ static int deliver(struct lua_src *ls, const void *rec)
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
 		ls->view->rec = rec;
-		if (nlg_gw_call(ls->gw, L, 1, ls->what_each) < 0)
+		int rc = nlg_gw_call(ls->gw, L, 1, ls->what_each);
+		if (rc < 0)
 			ls->handler_errors++;
+		nlg_gw_outcome(ls->gw, L, rc, &ls->each_fails, &ls->each_ref, ls->what_each);
 		ls->view->rec = NULL;
 	}
 	return ls->closing ? NLG_CB_STOP : NLG_CB_OK;
@@ -142,14 +147,44 @@ static int sink_record(void *data, const void *rec)
 	return rc;
 }
 
+/* The batch handler's call, with its set-up (the stats table, the batch
+ * object): all of it allocates, so all of it runs protected — out of memory
+ * is a logged, counted error, never a panic. */
+struct batch_call {
+	struct lua_src *ls;
+	const void *recs;
+	size_t n;
+	int rc;
+};
+
+static int batch_tramp(lua_State *L)
+{
+	struct batch_call *bc = lua_touserdata(L, 1);
+	struct lua_src *ls = bc->ls;
+
+	push_stats(L, ls);
+	bc->rc = nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, bc->recs, bc->n,
+				ls->what_batch);
+	return 0;
+}
+
 static void call_batch(struct lua_src *ls, const void *recs, size_t n)
 {
 	lua_State *L = ls->gw->L;
+	struct batch_call bc = {.ls = ls, .recs = recs, .n = n, .rc = -1};
 
 	ls->batches++;
-	push_stats(L, ls);
-	if (nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, recs, n, ls->what_batch) < 0)
+	lua_pushcfunction(L, batch_tramp);
+	lua_pushlightuserdata(L, &bc);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		ls->gw->errors++;
+		ls->gw->oom++;
+		nlg_gw_log("%s: batch not delivered: %s", ls->what_batch, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	if (bc.rc < 0)
 		ls->handler_errors++;
+	nlg_gw_outcome(ls->gw, L, bc.rc, &ls->batch_fails, &ls->batch_ref, ls->what_batch);
 }
 
 /* A run of records back to back (a worker ring): with only a batch handler
@@ -296,8 +331,13 @@ static int l_poll(lua_State *L)
 	struct nlg_err err = {{0}};
 	int rc;
 
+	lua_State *prev = ls->gw->L;
+
+	/* Handlers of this poll run on the caller's thread (perhaps a
+	 * coroutine); the runtime keeps no pointer to it afterwards. */
 	ls->gw->L = L;
 	rc = nlg_source_poll(src_of(ls), &err);
+	ls->gw->L = prev;
 	if (rc < 0)
 		return luaL_error(L, "%s", err.msg);
 	lua_pushinteger(L, rc);
@@ -333,8 +373,11 @@ static int l_method(lua_State *L)
 	struct nlg_err err = {{0}};
 	int rc;
 
+	lua_State *prev = ls->gw->L;
+
 	ls->gw->L = L;
 	rc = nlg_source_call(src_of(ls), m, &err);
+	ls->gw->L = prev;
 	if (rc < 0)
 		return luaL_error(L, "%s:%s: %s", ls->ops->name, m->name, err.msg);
 	lua_pushboolean(L, rc);
@@ -386,7 +429,7 @@ static void push_extras(lua_State *L, const struct nlg_source_ops *ops)
 
 static int src_gc(lua_State *L)
 {
-	struct lua_src *ls = lua_touserdata(L, 1);
+	struct lua_src *ls = luaL_checkudata(L, 1, SOURCE_MT);
 
 	if (ls->inst) {
 		ls->depth = 0; /* at lua_close nothing of ours is running */
@@ -421,6 +464,7 @@ static int l_new(lua_State *L)
 	void *conf;
 
 	snprintf(name, sizeof(name), "gw.%s", ops->name);
+	nlg_gw_check_open(L, gw, name);
 	if (lua_isnoneornil(L, 1)) {
 		lua_settop(L, 0);
 		lua_newtable(L);
@@ -446,7 +490,6 @@ static int l_new(lua_State *L)
 	snprintf(ls->what_filter, sizeof(ls->what_filter), "%s filter", ops->name);
 	luaL_setmetatable(L, SOURCE_MT);
 	push_extras(L, ops);
-	gw->L = L;
 
 	sink = sink_for(ls);
 	ls->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, ls);
@@ -498,6 +541,8 @@ void nlg_lua_source_register(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, src_gc);
 	lua_setfield(L, -2, "__gc");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 }
 
@@ -510,12 +555,14 @@ static void handover(void *old_obj, void *new_obj, int commit)
 	if (commit) {
 		/* The old state lets go; its close leaves the source open. */
 		nlg_gw_stat_del(&old->stat);
+		nlg_recs_free(&old->recs);
 		old->inst = NULL;
 	} else {
 		/* The new state failed: records go back to the old one. */
 		struct nlg_sink sink = sink_for(old);
 		nlg_source_set_sink(heir->inst->handle, &sink);
 		nlg_gw_stat_del(&heir->stat);
+		nlg_recs_free(&heir->recs);
 		heir->inst = NULL;
 	}
 }

@@ -11,6 +11,7 @@ struct lua_timer {
 	struct nlg_gw *gw;
 	int64_t id;
 	int fn_ref, self_ref;
+	uint32_t fails;	   /* in a row */
 	uint64_t every_ms; /* 0: one-shot */
 };
 
@@ -31,16 +32,26 @@ static int64_t timer_fire(struct nlg_loop *loop, int64_t id, void *data)
 
 	NLG_UNUSED(loop);
 	NLG_UNUSED(id);
+	int rc;
+
+	/* On the stack during the call: a handler that cancels its own timer
+	 * and drops the last reference cannot have it collected under us. */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
 	lua_pushnumber(L, (lua_Number)nlg_realtime_ns() / 1e9);
-	nlg_gw_call(t->gw, L, 1, "timer");
-	if (!t->every_ms || !t->id) { /* one-shot, or cancelled inside */
+	rc = nlg_gw_call(t->gw, L, 1, "timer");
+	if (t->id)
+		nlg_gw_outcome(t->gw, L, rc, &t->fails, &t->fn_ref, "timer");
+	if (!t->every_ms || !t->id || t->fn_ref == LUA_NOREF) {
+		/* one-shot, cancelled inside, or disabled */
 		if (t->id) {
 			t->id = 0; /* the loop deletes it on our -1 */
 			timer_cancel(L, t);
 		}
+		lua_pop(L, 1);
 		return -1;
 	}
+	lua_pop(L, 1);
 	return (int64_t)t->every_ms;
 }
 
@@ -50,6 +61,7 @@ static int timer_new(lua_State *L, int repeat)
 	uint64_t ms = nlg_lua_checkduration(L, 1, repeat ? "gw.every" : "gw.after");
 	struct lua_timer *t;
 
+	nlg_gw_check_open(L, gw, repeat ? "gw.every" : "gw.after");
 	luaL_checktype(L, 2, LUA_TFUNCTION);
 	if (repeat && ms == 0)
 		return luaL_error(L, "gw.every: interval must be > 0");
@@ -86,7 +98,7 @@ static int timer_cancel_l(lua_State *L)
 /* At lua_close (reload, exit) the loop outlives the state: unhook. */
 static int timer_gc(lua_State *L)
 {
-	struct lua_timer *t = lua_touserdata(L, 1);
+	struct lua_timer *t = luaL_checkudata(L, 1, TIMER_MT);
 	if (t->id > 0 && t->gw->loop)
 		nlg_loop_del_timer(t->gw->loop, t->id);
 	t->id = 0;

@@ -52,6 +52,8 @@ static int gw_run(lua_State *L)
 		return luaL_error(L, "gw.run: the daemon runs the loop; gw.run is for tests");
 	if (!lua_isnoneornil(L, 1))
 		deadline = nlg_now_ms() + nlg_lua_checkduration(L, 1, "gw.run");
+	lua_State *prev = gw->L;
+
 	nlg_loop_resume(gw->loop);
 	gw->L = L;
 	while (!nlg_loop_stopped(gw->loop)) {
@@ -59,9 +61,12 @@ static int gw_run(lua_State *L)
 		if (now >= deadline)
 			break;
 		int wait = deadline == UINT64_MAX ? -1 : (int)(deadline - now);
-		if (nlg_loop_run_once(gw->loop, wait) < 0)
+		if (nlg_loop_run_once(gw->loop, wait) < 0) {
+			gw->L = prev;
 			return luaL_error(L, "gw.run: %s", strerror(errno));
+		}
 	}
+	gw->L = prev;
 	lua_pushboolean(L, nlg_loop_stopped(gw->loop));
 	nlg_loop_resume(gw->loop);
 	return 1;
@@ -120,6 +125,8 @@ static struct nlg_gw *gw_create(lua_State *L)
 	lua_newtable(L);
 	lua_pushcfunction(L, gw_gc);
 	lua_setfield(L, -2, "__gc");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_setmetatable(L, -2);
 	lua_setfield(L, LUA_REGISTRYINDEX, GW_KEY);
 
@@ -140,7 +147,11 @@ static struct nlg_gw *gw_create(lua_State *L)
 		if (!gw->house)
 			luaL_error(L, "nlgate: out of memory");
 	}
-	gw->L = L;
+	/* Handlers run on the main thread; never on whichever coroutine
+	 * happened to require the module. */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+	gw->L = lua_tothread(L, -1);
+	lua_pop(L, 1);
 	nlg_view_register(L);
 	nlg_lua_timer_register(L);
 	nlg_lua_source_register(L);

@@ -51,22 +51,107 @@ struct nlg_gw *nlg_gw_get(lua_State *L)
 	return gw;
 }
 
+void nlg_gw_enter(struct nlg_gw *gw, const char *what)
+{
+	struct nlg_house *h = gw->house;
+
+	if (gw->depth++ > 0)
+		return; /* a nested call is charged to the outer one */
+	gw->insn_used = 0;
+	gw->killed = 0;
+	atomic_store_explicit(&h->current, what, memory_order_relaxed);
+	atomic_store_explicit(&h->call_seq,
+			      atomic_load_explicit(&h->call_seq, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	atomic_store_explicit(&h->in_call, 1, memory_order_release);
+}
+
+void nlg_gw_leave(struct nlg_gw *gw, lua_State *L)
+{
+	if (--gw->depth > 0)
+		return;
+	if (gw->killed) { /* back to the normal rate of the count hook */
+		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
+		if (gw->L != L)
+			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
+	}
+	gw->killed = 0;
+	atomic_store_explicit(&gw->house->stop_now, 0, memory_order_relaxed);
+	atomic_store_explicit(&gw->house->in_call, 0, memory_order_release);
+}
+
 int nlg_gw_call(struct nlg_gw *gw, lua_State *L, int nargs, const char *what)
 {
 	int base = lua_gettop(L) - nargs; /* index of the function */
+	int rc = 0;
 
 	lua_pushcfunction(L, nlg_gw_traceback);
 	lua_insert(L, base);
 	gw->calls++;
-	gw->insn_used = 0;
-	if (lua_pcall(L, nargs, 0, base) != LUA_OK) {
+	nlg_gw_enter(gw, what);
+	switch (lua_pcall(L, nargs, 0, base)) {
+	case LUA_OK:
+		break;
+	case LUA_ERRMEM: /* no traceback could be made: say so plainly */
+		gw->errors++;
+		gw->oom++;
+		nlg_gw_log("error in %s handler: not enough memory (the script's limit)", what);
+		lua_pop(L, 1);
+		rc = -1;
+		break;
+	default:
 		gw->errors++;
 		nlg_gw_log("error in %s handler: %s", what, lua_tostring(L, -1));
-		lua_pop(L, 2);
-		return -1;
+		lua_pop(L, 1);
+		rc = -1;
 	}
+	nlg_gw_leave(gw, L);
 	lua_pop(L, 1);
+	return rc;
+}
+
+#define DISABLED_KEY "nlgate.disabled"
+
+/* Protected: append the handler's name to the registry's list. */
+static int note_disabled(lua_State *L)
+{
+	if (lua_getfield(L, LUA_REGISTRYINDEX, DISABLED_KEY) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, DISABLED_KEY);
+	}
+	lua_pushstring(L, lua_touserdata(L, 1));
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 	return 0;
+}
+
+void nlg_gw_outcome(struct nlg_gw *gw, lua_State *L, int rc, uint32_t *fails, int *ref,
+		    const char *what)
+{
+	if (rc == 0) {
+		*fails = 0;
+		return;
+	}
+	if (++*fails < NLG_HANDLER_FAILS || *ref == LUA_NOREF)
+		return;
+	luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+	*ref = LUA_NOREF;
+	gw->disabled++;
+	nlg_gw_log("%s handler disabled: it failed %d times in a row (see the errors above)", what,
+		   NLG_HANDLER_FAILS);
+	/* Remembered by name for gw.stats().script.disabled: pushing a
+	 * string can fail for memory, so it runs protected. */
+	lua_pushcfunction(L, note_disabled);
+	lua_pushlightuserdata(L, (void *)what);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+		lua_pop(L, 1);
+}
+
+void nlg_gw_check_open(lua_State *L, struct nlg_gw *gw, const char *what)
+{
+	if (gw->sealed)
+		luaL_error(L, "%s: nlgate is closing this script (a __gc at reload or exit)", what);
 }
 
 void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar)
@@ -77,14 +162,30 @@ void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar)
 	lua_getfield(L, LUA_REGISTRYINDEX, GW_KEY);
 	gw = lua_touserdata(L, -1);
 	lua_pop(L, 1);
-	if (!gw || !gw->insn_budget)
+	if (!gw || !gw->depth)
 		return;
-	gw->insn_used += 1000;
+	if (!gw->killed && atomic_load_explicit(&gw->house->stop_now, memory_order_relaxed)) {
+		gw->killed = 1;
+		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
+		if (gw->L != L)
+			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
+	}
+	if (gw->killed) /* sticky: pcall and coroutines cannot swallow it */
+		luaL_error(L, "handler stopped (its instruction budget is spent, or the gateway "
+			      "is stopping)");
+	if (!gw->insn_budget)
+		return;
+	gw->insn_used += (uint64_t)lua_gethookcount(L);
 	if (gw->insn_used > gw->insn_budget) {
 		gw->budget_kills++;
-		gw->insn_used = 0;
-		luaL_error(L, "instruction budget exceeded (%d instructions)",
-			   (int)gw->insn_budget);
+		gw->killed = 1;
+		/* From now on every instruction raises, on this thread and on
+		 * the handler's, until the outermost call returns. */
+		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
+		if (gw->L != L)
+			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
+		luaL_error(L, "instruction budget exceeded (%I instructions)",
+			   (lua_Integer)gw->insn_budget);
 	}
 }
 
@@ -130,6 +231,12 @@ int nlg_gw_stats(lua_State *L)
 	set_int(L, "reloads", gw->house->reloads);
 	set_int(L, "reload_failures", gw->house->reload_failures);
 	set_int(L, "handed_over", gw->house->handed_over);
+	set_int(L, "out_of_memory", gw->oom);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, DISABLED_KEY) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	lua_setfield(L, -2, "disabled"); /* handlers disabled for failing, by name */
 	lua_setfield(L, -2, "script");
 	getrusage(RUSAGE_SELF, &ru);
 	lua_newtable(L);
@@ -317,5 +424,8 @@ void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CF
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, gc);
 	lua_setfield(L, -2, "__gc");
+	/* getmetatable(obj) is false: no script reaches __gc or __index. */
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 }

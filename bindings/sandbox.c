@@ -1,13 +1,25 @@
-/* A state for a pipeline script: a counting allocator that enforces the
- * memory limit, the standard libraries minus what a gateway running as root
- * must not offer (os.execute, os.exit, io.popen, package.loadlib, C module
- * searchers), and a panic handler that logs instead of aborting silently. */
+/* A state for a pipeline script, which runs as root but must not act as it:
+ * a counting allocator enforces the memory limit, and the globals are an
+ * allow-list — the safe parts of the standard library, text-only `load` and
+ * `require`, terminal output, and nothing that writes, deletes or executes.
+ *
+ *   kept:    base (minus dofile, loadfile), string (minus dump), table, math,
+ *            utf8, coroutine, io.write/io.flush/io.stdout/io.stderr (write
+ *            and flush only), os.time/clock/date/difftime/getenv
+ *   changed: load (text chunks only, the script's globals by default),
+ *            require (Lua text files on nlgate's script path and beside the
+ *            script; never C modules or bytecode)
+ *   gone:    debug, io.open/lines/popen/read/..., os.execute/exit/remove/
+ *            rename/tmpname/setlocale, package.loadlib, string.dump */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lualib.h>
 
 #include "binding.h"
+
+#define SEARCH_PATH_KEY "nlgate.search_path" /* where require looks, fixed at start */
 
 struct lua_mem {
 	size_t used, limit;
@@ -32,37 +44,199 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
+/* Every entry from the loop into Lua is protected; a panic means a bug of
+ * ours. Say so before the abort Lua makes of it. */
 static int panic(lua_State *L)
 {
-	nlg_gw_log("Lua panic: %s", lua_tostring(L, -1));
+	nlg_gw_log("Lua panic (a bug in nlgate, please report): %s", lua_tostring(L, -1));
 	return 0;
 }
 
-static void restrict_libs(lua_State *L)
+/* ---- load and require, text only -------------------------------------- */
+
+/* load(chunk [, name [, mode [, env]]]): mode is always "t"; without env
+ * the chunk sees the script's globals. */
+static int safe_load(lua_State *L)
 {
-	static const char *const drop[][2] = {
-	    {"os", "execute"},
-	    {"os", "exit"},
-	    {"io", "popen"},
-	    {"package", "loadlib"},
-	};
-	for (size_t i = 0; i < NLG_ARRAY_SIZE(drop); i++) {
-		lua_getglobal(L, drop[i][0]);
-		lua_pushnil(L);
-		lua_setfield(L, -2, drop[i][1]);
-		lua_pop(L, 1);
-	}
-	/* Keep the preload and Lua-file searchers; drop the C-library ones. */
-	lua_getglobal(L, "package");
-	lua_getfield(L, -1, "searchers");
-	lua_pushnil(L);
-	lua_rawseti(L, -2, 4);
-	lua_pushnil(L);
-	lua_rawseti(L, -2, 3);
-	lua_pop(L, 2);
+	int has_env = !lua_isnone(L, 4);
+
+	luaL_checkany(L, 1);
+	lua_settop(L, 4);
+	lua_pushvalue(L, lua_upvalueindex(1)); /* the real load */
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushliteral(L, "t");
+	if (has_env)
+		lua_pushvalue(L, 4);
+	else
+		lua_pushglobaltable(L);
+	lua_call(L, 4, LUA_MULTRET);
+	return lua_gettop(L) - 4;
 }
 
-lua_State *nlg_sandbox_new(size_t mem_limit, struct nlg_err *err)
+/* The searcher behind require: name → a file on the fixed search path,
+ * loaded as text. Upvalue 1 is the real package.searchpath: a script that
+ * replaces the global one cannot make require open other files. */
+static int search_text(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *file;
+
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, 1);
+	lua_getfield(L, LUA_REGISTRYINDEX, SEARCH_PATH_KEY);
+	lua_call(L, 2, 2);
+	if (lua_isnil(L, -2))
+		return 1; /* the message why: not found on the path */
+	file = lua_tostring(L, -2);
+	if (luaL_loadfilex(L, file, "t") != LUA_OK)
+		return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
+				  lua_tostring(L, -1));
+	lua_pushstring(L, file);
+	return 2;
+}
+
+/* ---- terminal output ---------------------------------------------------- */
+
+/* io.stdout / io.stderr stand-ins: write and flush, nothing that closes,
+ * seeks or reads. Upvalue 1: the real file handle. */
+static int out_write(lua_State *L)
+{
+	int n = lua_gettop(L);
+
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_getfield(L, -1, "write");
+	lua_insert(L, -2);
+	for (int i = 2; i <= n; i++)
+		lua_pushvalue(L, i);
+	lua_call(L, n, 0);
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int out_flush(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_getfield(L, -1, "flush");
+	lua_insert(L, -2);
+	lua_call(L, 1, 0);
+	return 0;
+}
+
+/* Push a stand-in for the io library's file handle io[name]. */
+static void push_stream(lua_State *L, int io, const char *name)
+{
+	lua_newtable(L);	  /* the object */
+	lua_createtable(L, 0, 3); /* its metatable */
+	lua_createtable(L, 0, 2); /* methods */
+	lua_getfield(L, io, name);
+	lua_pushvalue(L, -1);
+	lua_pushcclosure(L, out_write, 1);
+	lua_setfield(L, -3, "write");
+	lua_pushcclosure(L, out_flush, 1);
+	lua_setfield(L, -2, "flush");
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+}
+
+/* ---- the allow-list -------------------------------------------------------- */
+
+/* Copy t[names...] of the library table at lib into a new table. */
+static void keep(lua_State *L, int lib, const char *const *names)
+{
+	lua_newtable(L);
+	for (; *names; names++) {
+		lua_getfield(L, lib, *names);
+		lua_setfield(L, -2, *names);
+	}
+}
+
+static int build_env(lua_State *L)
+{
+	static const char *const base_drop[] = {"dofile", "loadfile", "debug", "io",
+						"os",	  "package",  "load",  NULL};
+	static const char *const os_keep[] = {"time", "clock", "date", "difftime", "getenv", NULL};
+	static const char *const io_keep[] = {"write", "flush", NULL};
+	const char *search_path = lua_tostring(L, 1);
+	int g, io, os, pkg;
+
+	luaL_openlibs(L);
+	lua_pushglobaltable(L);
+	g = lua_gettop(L);
+	lua_getglobal(L, "io");
+	io = lua_gettop(L);
+	lua_getglobal(L, "os");
+	os = lua_gettop(L);
+	lua_getglobal(L, "package");
+	pkg = lua_gettop(L);
+
+	/* string.dump is reachable through every string's metatable: drop it
+	 * from the library itself. */
+	lua_getglobal(L, "string");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "dump");
+	lua_pop(L, 1);
+
+	/* require: preloaded modules (nlgate), then Lua text on the path. */
+	lua_pushstring(L, search_path ? search_path : "");
+	lua_setfield(L, LUA_REGISTRYINDEX, SEARCH_PATH_KEY);
+	lua_createtable(L, 2, 0);
+	lua_getfield(L, pkg, "searchers");
+	lua_rawgeti(L, -1, 1); /* the preload searcher */
+	lua_rawseti(L, -3, 1);
+	lua_pop(L, 1);
+	lua_getfield(L, pkg, "searchpath");
+	lua_pushcclosure(L, search_text, 1);
+	lua_rawseti(L, -2, 2);
+	lua_setfield(L, pkg, "searchers");
+	lua_pushnil(L);
+	lua_setfield(L, pkg, "loadlib");
+	lua_pushstring(L, "");
+	lua_setfield(L, pkg, "cpath");
+	lua_pushstring(L, search_path ? search_path : "");
+	lua_setfield(L, pkg, "path");
+
+	lua_getglobal(L, "load");
+	lua_pushcclosure(L, safe_load, 1);
+	lua_setfield(L, g, "\x01load"); /* parked while the base is trimmed */
+
+	keep(L, os, os_keep);
+	keep(L, io, io_keep);
+	push_stream(L, io, "stdout");
+	lua_setfield(L, -2, "stdout");
+	push_stream(L, io, "stderr");
+	lua_setfield(L, -2, "stderr");
+	for (const char *const *d = base_drop; *d; d++) {
+		lua_pushnil(L);
+		lua_setfield(L, g, *d);
+	}
+	lua_setfield(L, g, "io");
+	lua_setfield(L, g, "os");
+	lua_getfield(L, g, "\x01load");
+	lua_setfield(L, g, "load");
+	lua_pushnil(L);
+	lua_setfield(L, g, "\x01load");
+	/* package stays for require's bookkeeping (loaded, preload, path) */
+	lua_pushvalue(L, pkg);
+	lua_setfield(L, g, "package");
+	/* the debug library is gone from package.loaded too */
+	lua_getfield(L, pkg, "loaded");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "debug");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "io");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "os");
+	lua_getfield(L, g, "io");
+	lua_setfield(L, -2, "io");
+	lua_getfield(L, g, "os");
+	lua_setfield(L, -2, "os");
+	return 0;
+}
+
+lua_State *nlg_sandbox_new(size_t mem_limit, const char *search_path, struct nlg_err *err)
 {
 	struct lua_mem *m = calloc(1, sizeof(*m));
 	lua_State *L;
@@ -79,8 +253,14 @@ lua_State *nlg_sandbox_new(size_t mem_limit, struct nlg_err *err)
 		return NULL;
 	}
 	lua_atpanic(L, panic);
-	luaL_openlibs(L);
-	restrict_libs(L);
+	lua_pushcfunction(L, build_env);
+	lua_pushstring(L, search_path ? search_path : "");
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		nlg_err_set(err, ENOMEM, "cannot set up the script's environment: %s",
+			    lua_tostring(L, -1));
+		nlg_sandbox_close(L);
+		return NULL;
+	}
 	return L;
 }
 

@@ -3,6 +3,10 @@
  * hands over the sources and outputs it declares again with the same
  * options, carries gw.state across, and only then closes the old state. */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +20,15 @@
 
 int luaopen_nlgate(lua_State *L);
 
+struct watchdog {
+	pthread_t thread;
+	int running;
+	atomic_int quit;
+};
+
 struct nlg_script {
 	struct nlg_loop *loop;
+	struct watchdog wd;
 	struct nlg_script_opts o;
 	char path[PATH_MAX];
 	char lua_path[4 * PATH_MAX];
@@ -37,21 +48,23 @@ static int open_module(lua_State *L)
 	return 0;
 }
 
+/* Close a state: first sealed, so a __gc that runs during the close cannot
+ * open a source, an output or a timer that would outlive it. */
+static void state_close(lua_State *L)
+{
+	if (!L)
+		return;
+	nlg_gw_get(L)->sealed = 1;
+	nlg_sandbox_close(L);
+}
+
 static lua_State *state_new(struct nlg_script *s, const struct nlg_buf *carry, struct nlg_err *err)
 {
-	lua_State *L = nlg_sandbox_new(s->o.mem_limit, err);
+	lua_State *L = nlg_sandbox_new(s->o.mem_limit, s->lua_path, err);
 	struct nlg_gw *gw;
 
 	if (!L)
 		return NULL;
-	if (s->lua_path[0]) {
-		lua_getglobal(L, "package");
-		lua_pushfstring(L, "%s;", s->lua_path);
-		lua_getfield(L, -2, "path");
-		lua_concat(L, 2);
-		lua_setfield(L, -2, "path");
-		lua_pop(L, 1);
-	}
 	lua_pushlightuserdata(L, s->loop);
 	lua_setfield(L, LUA_REGISTRYINDEX, NLG_LOOP_KEY);
 	lua_pushlightuserdata(L, &s->house);
@@ -66,7 +79,7 @@ static lua_State *state_new(struct nlg_script *s, const struct nlg_buf *carry, s
 	gw = nlg_gw_get(L);
 	gw->insn_budget = s->o.insn_budget;
 	if (gw->insn_budget)
-		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1000);
+		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
 	return L;
 }
 
@@ -76,10 +89,12 @@ static int run_file(lua_State *L, const char *path, struct nlg_err *err)
 	int rc;
 
 	lua_pushcfunction(L, nlg_gw_traceback);
-	rc = luaL_loadfile(L, path);
+	rc = luaL_loadfilex(L, path, "t");
 	if (rc == LUA_OK) {
-		nlg_gw_get(L)->insn_used = 0;
+		struct nlg_gw *gw = nlg_gw_get(L);
+		nlg_gw_enter(gw, "the script's top level");
 		rc = lua_pcall(L, 0, 0, -2);
+		nlg_gw_leave(gw, L);
 	}
 	if (rc != LUA_OK) {
 		nlg_err_set(err, EINVAL, "%s", lua_tostring(L, -1));
@@ -88,6 +103,81 @@ static int run_file(lua_State *L, const char *path, struct nlg_err *err)
 	}
 	lua_pop(L, 1);
 	return 0;
+}
+
+/* ---- the watchdog ---------------------------------------------------------
+ *
+ * The loop thread cannot watch itself while a handler holds it. This thread
+ * samples, every WD_TICK_MS, the house's call sequence: the same outermost
+ * call still running one tick later has held the loop that much longer. It
+ * reads no clock on the loop thread's behalf and takes no lock there. */
+#define WD_TICK_MS    100
+#define WD_STOP_MS    500  /* a stop pending this long: ask the handler to stop */
+#define WD_EXIT_MS    1500 /* ...and this long: it is stuck in C; exit */
+#define WD_DEFAULT_MS 2000
+
+static void *watchdog_main(void *arg)
+{
+	struct nlg_script *s = arg;
+	struct nlg_house *h = &s->house;
+	uint64_t last_seq = 0, held_ms = 0, reported_seq = 0, stop_ms = 0;
+	uint64_t limit = s->o.wall_ms ? s->o.wall_ms : WD_DEFAULT_MS;
+
+	while (!atomic_load(&s->wd.quit)) {
+		struct pollfd p = {.fd = s->o.stop_fd, .events = POLLIN};
+		int pending = poll(&p, 1, WD_TICK_MS) > 0 && (p.revents & POLLIN);
+		uint64_t seq = atomic_load_explicit(&h->call_seq, memory_order_relaxed);
+		int in_call = atomic_load_explicit(&h->in_call, memory_order_acquire);
+
+		if (pending) /* the loop reads the signal as soon as it is free */
+			usleep(WD_TICK_MS * 1000);
+		if (!in_call || seq != last_seq) {
+			last_seq = seq;
+			held_ms = 0;
+			stop_ms = 0;
+			continue;
+		}
+		held_ms += WD_TICK_MS;
+		if (held_ms >= limit && reported_seq != seq) {
+			reported_seq = seq;
+			/* The name is alive: the loop thread is inside that call. */
+			nlg_log("watchdog: the %s handler has held the loop for %llu ms",
+				atomic_load_explicit(&h->current, memory_order_relaxed),
+				(unsigned long long)held_ms);
+		}
+		if (!pending)
+			continue;
+		stop_ms += WD_TICK_MS;
+		if (stop_ms >= WD_STOP_MS)
+			atomic_store(&h->stop_now, 1); /* the count hook raises in Lua code */
+		if (stop_ms >= WD_EXIT_MS) {
+			nlg_log("watchdog: asked to stop, but the %s handler has held the loop for "
+				"%llu ms inside a C function; exiting without draining",
+				atomic_load_explicit(&h->current, memory_order_relaxed),
+				(unsigned long long)held_ms);
+			_exit(1);
+		}
+	}
+	return NULL;
+}
+
+void nlg_script_watchdog(struct nlg_script *s)
+{
+	if (s->o.stop_fd <= 0 || s->wd.running)
+		return;
+	if (pthread_create(&s->wd.thread, NULL, watchdog_main, s) == 0)
+		s->wd.running = 1;
+	else
+		nlg_log("watchdog: cannot start a thread; handlers run unwatched");
+}
+
+static void watchdog_stop(struct nlg_script *s)
+{
+	if (!s->wd.running)
+		return;
+	atomic_store(&s->wd.quit, 1);
+	pthread_join(s->wd.thread, NULL);
+	s->wd.running = 0;
 }
 
 struct nlg_script *nlg_script_start(struct nlg_loop *loop, const char *path,
@@ -100,6 +190,7 @@ struct nlg_script *nlg_script_start(struct nlg_loop *loop, const char *path,
 		return NULL;
 	}
 	s->loop = loop;
+	s->o.stop_fd = -1;
 	if (o)
 		s->o = *o;
 	snprintf(s->path, sizeof(s->path), "%s", path);
@@ -123,7 +214,7 @@ static int pack_state(lua_State *L)
 	nlg_mp_init(&pk, out);
 	if (lua_getfield(L, LUA_REGISTRYINDEX, STATE_KEY) != LUA_TTABLE)
 		return 0;
-	nlg_lua_pack(L, -1, &pk, 0);
+	nlg_lua_pack(L, -1, &pk);
 	return 0;
 }
 
@@ -171,12 +262,12 @@ int nlg_script_reload(struct nlg_script *s, struct nlg_err *err)
 	}
 	if (rc < 0) {
 		/* What the new state opened closes with it; the rest stays. */
-		nlg_sandbox_close(L);
+		state_close(L);
 		s->house.reload_failures++;
 		old_gw->L = s->L;
 		return rc;
 	}
-	nlg_sandbox_close(s->L); /* closes what the new script no longer declares */
+	state_close(s->L); /* closes what the new script no longer declares */
 	s->L = L;
 	s->house.reloads++;
 	return 0;
@@ -186,7 +277,8 @@ void nlg_script_stop(struct nlg_script *s)
 {
 	if (!s)
 		return;
-	nlg_sandbox_close(s->L);
+	state_close(s->L);
+	watchdog_stop(s);
 	free(s);
 }
 

@@ -160,6 +160,7 @@ int nlg_cmd_run(int argc, char **argv)
 		nlg_cmd_fail("run: cannot set up the event loop: %s", strerror(errno));
 		goto out;
 	}
+	so.stop_fd = sfd; /* the watchdog sees a stop the loop cannot read */
 	s = nlg_script_start(ctx.loop, script, &so, &err);
 	if (!s) {
 		nlg_cmd_fail("run: %s", err.msg);
@@ -184,6 +185,9 @@ int nlg_cmd_run(int argc, char **argv)
 			 "on a restart)",
 			 user, names);
 	}
+	/* After the drop: a thread started before it would keep root's
+	 * capabilities (they are per thread). */
+	nlg_script_watchdog(s);
 	for (;;) {
 		if (nlg_loop_run(ctx.loop) < 0) {
 			nlg_cmd_fail("run: event loop failed: %s", strerror(errno));

@@ -37,6 +37,10 @@ int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, ui
 int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns,
 		     const struct nlg_schema *s, const void *rec);
 
+/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF), else 0. */
+int nlg_utf8_valid(const void *s, size_t n);
+
 /* JSON string escaping, for other encoders that emit JSON. */
 int nlg_json_str(struct nlg_buf *b, const char *s, size_t n);
 /* JSON numbers, and bytes as a quoted lowercase hex string. 0 or -ENOMEM. */

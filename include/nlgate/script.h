@@ -14,7 +14,15 @@
 struct nlg_script_opts {
 	size_t mem_limit;     /* bytes the script may allocate; 0 = no limit */
 	uint64_t insn_budget; /* VM instructions per handler call; 0 = no limit */
-	const char *lua_path; /* extra package.path entries, or NULL */
+	const char *lua_path; /* where require looks: "dir/?.lua;...", or NULL */
+	/* The daemon's: an fd that turns readable when the gateway is asked to
+	 * stop (its signalfd), or 0/-1 for none. With it the watchdog thread
+	 * (nlg_script_watchdog) logs
+	 * a handler that holds the loop past wall_ms (default 2000), stops a
+	 * Lua handler that holds it while a stop is pending, and ends the
+	 * process within 2 s if one is stuck inside a C function then. */
+	int stop_fd;
+	uint64_t wall_ms;
 };
 
 struct nlg_script;
@@ -24,6 +32,9 @@ struct nlg_script;
  * it opened stays open. */
 struct nlg_script *nlg_script_start(struct nlg_loop *loop, const char *path,
 				    const struct nlg_script_opts *o, struct nlg_err *err);
+/* Start the watchdog thread (with stop_fd > 0 in the options). Call it
+ * after any privilege drop: a thread started before keeps what it had. */
+void nlg_script_watchdog(struct nlg_script *s);
 /* Read path again and start it aside. On success the old state is closed,
  * the sources and outputs the new one declared with the same options were
  * handed over (not reopened), gw.state was carried over, and 0 is returned.
