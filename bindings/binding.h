@@ -69,7 +69,7 @@ struct nlg_gw {
 	uint64_t calls, errors, budget_kills, disabled, oom;
 	uint64_t insn_budget, insn_used;
 	int depth;  /* handler calls on the C stack; the budget is the outermost's */
-	int killed; /* the budget stopped this call: it stays stopped until it returns */
+	int killed; /* 1 the budget, 2 a stop, stopped this call: it stays stopped */
 	int sealed; /* the state is closing: no new sources, outputs or timers */
 	struct nlg_gw_stat stats; /* list head */
 	struct nlg_buf enc;	  /* shared encode buffer for sends */

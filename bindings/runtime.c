@@ -165,14 +165,14 @@ void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar)
 	if (!gw || !gw->depth)
 		return;
 	if (!gw->killed && atomic_load_explicit(&gw->house->stop_now, memory_order_relaxed)) {
-		gw->killed = 1;
+		gw->killed = 2;
 		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
 		if (gw->L != L)
 			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
 	}
 	if (gw->killed) /* sticky: pcall and coroutines cannot swallow it */
-		luaL_error(L, "handler stopped (its instruction budget is spent, or the gateway "
-			      "is stopping)");
+		luaL_error(L, gw->killed == 2 ? "the gateway is stopping: handler stopped"
+					      : "instruction budget exceeded: handler stopped");
 	if (!gw->insn_budget)
 		return;
 	gw->insn_used += (uint64_t)lua_gethookcount(L);

@@ -23,7 +23,7 @@ if(CMOCKA_FOUND)
     get_filename_component(name ${src} NAME_WE)
     add_executable(${name} ${src})
     target_link_libraries(${name} PRIVATE nlgcore PkgConfig::CMOCKA)
-    if(name STREQUAL "test_source_contract") # drives the command line and Lua
+    if(name STREQUAL "test_source_contract" OR name STREQUAL "test_script") # CLI and Lua
       target_link_libraries(${name} PRIVATE nlgcli)
     endif()
     add_test(NAME unit/${name} COMMAND ${name})
