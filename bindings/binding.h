@@ -68,9 +68,9 @@ struct nlg_gw {
 	lua_State *L; /* thread handlers run on (set at each entry) */
 	uint64_t calls, errors, budget_kills, disabled, oom;
 	uint64_t insn_budget, insn_used;
-	int depth;  /* handler calls on the C stack; the budget is the outermost's */
-	int killed; /* 1 the budget, 2 a stop, stopped this call: it stays stopped */
-	int sealed; /* the state is closing: no new sources, outputs or timers */
+	int depth;		  /* handler calls on the C stack; the budget is the outermost's */
+	int killed;		  /* 1 the budget, 2 a stop, stopped this call: it stays stopped */
+	int sealed;		  /* the state is closing: no new sources, outputs or timers */
 	struct nlg_gw_stat stats; /* list head */
 	struct nlg_buf enc;	  /* shared encode buffer for sends */
 	msgpack_packer pk;
@@ -131,7 +131,9 @@ void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void 
 
 /* Record views (lua_record.c). A view is userdata over a C record; a
  * borrowed view is valid only during the handler call it was passed to. */
+#define NLG_VIEW_MAGIC 0x6e6c6776u /* "nlgv": __index's cheap type check */
 struct nlg_view {
+	uint32_t magic;
 	const struct nlg_schema *s;
 	const void *rec; /* NULL once invalidated */
 	int owned;	 /* rec points at the bytes after this struct */

@@ -146,8 +146,14 @@ static const luaL_Reg view_methods[] = {
  * the per-kind index table; an unknown name raises, so typos surface. */
 static int view_index(lua_State *L)
 {
-	struct nlg_view *v = luaL_checkudata(L, 1, VIEW_MT);
-	const void *rec = view_rec(L, v);
+	struct nlg_view *v = lua_touserdata(L, 1);
+	const void *rec;
+
+	/* luaL_checkudata's type check costs a registry lookup by name per
+	 * field read; a full userdata of our size with our magic is a view. */
+	if (!v || lua_rawlen(L, 1) < sizeof(*v) || v->magic != NLG_VIEW_MAGIC)
+		return luaL_typeerror(L, 1, VIEW_MT);
+	rec = view_rec(L, v);
 
 	lua_getiuservalue(L, 1, 1); /* the kind's index, set when the view was made */
 	lua_pushvalue(L, 2);
@@ -190,7 +196,7 @@ static struct nlg_view *view_alloc(lua_State *L, const struct nlg_schema *s, siz
 {
 	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 1);
 
-	*v = (struct nlg_view){.s = s};
+	*v = (struct nlg_view){.magic = NLG_VIEW_MAGIC, .s = s};
 	luaL_setmetatable(L, VIEW_MT);
 	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
 	push_index(L, lua_gettop(L), s);
