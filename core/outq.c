@@ -1,6 +1,7 @@
 /* A bounded per-consumer output queue: a byte ring that holds only whole
  * frames after what the fd already took, whole-frame drops counted and
- * announced by a gap frame, and writes of what the fd takes, never more. */
+ * announced by a gap frame (with the next frame, or alone as soon as it
+ * fits), and writes of what the fd takes, never more. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,10 +63,18 @@ struct nlg_outq *nlg_outq_create(const struct nlg_outq_conf *conf)
 	return q;
 }
 
+#define COUNT(q, field, n)                                                                         \
+	do {                                                                                       \
+		(q)->st.field += (n);                                                              \
+		if ((q)->total)                                                                    \
+			(q)->total->field += (n);                                                  \
+	} while (0)
+
 void nlg_outq_destroy(struct nlg_outq *q)
 {
 	if (!q)
 		return;
+	COUNT(q, unannounced, q->missed);
 	free(q->buf);
 	free(q->fl);
 	free(q);
@@ -90,13 +99,6 @@ const struct nlg_outq_stats *nlg_outq_stats(const struct nlg_outq *q)
 {
 	return &q->st;
 }
-
-#define COUNT(q, field, n)                                                                         \
-	do {                                                                                       \
-		(q)->st.field += (n);                                                              \
-		if ((q)->total)                                                                    \
-			(q)->total->field += (n);                                                  \
-	} while (0)
 
 /* Room for n more bytes (the caller checked the bound), linearising the old
  * ring into a bigger buffer. */
@@ -159,30 +161,23 @@ static void put(struct nlg_outq *q, const void *p, size_t n)
 	q->len += n;
 }
 
-int nlg_outq_push(struct nlg_outq *q, const struct iovec *iov, int n)
+/* Frame the pending announcement into gap[NLG_OUTQ_GAP_MAX]: its length,
+ * 0 when nothing was missed, -1 when the framer fails. */
+static int frame_gap(struct nlg_outq *q, uint8_t *gap)
 {
-	uint8_t gap[NLG_OUTQ_GAP_MAX];
-	size_t len = 0, glen = 0;
+	int g;
 
-	for (int i = 0; i < n; i++)
-		len += iov[i].iov_len;
-	if (!len)
-		return -EINVAL;
-	/* Under a flood most pushes are drops: decide those before the gap
-	 * framer (and its clock read) runs. */
-	if (len > q->max_bytes || q->len > q->max_bytes - len)
-		goto drop;
-	if (q->max_frames && q->fn >= q->max_frames)
-		goto drop;
-	if (q->missed) {
-		int g = q->gap(q->gap_data, q->missed, gap, sizeof(gap));
-		if (g < 0 || (size_t)g > sizeof(gap))
-			goto drop;
-		glen = (size_t)g;
-	}
-	/* Written so that no sum can wrap, whatever len is. */
-	if (glen > q->max_bytes - len || q->len > q->max_bytes - len - glen)
-		goto drop;
+	if (!q->missed)
+		return 0;
+	g = q->gap(q->gap_data, q->missed, gap, NLG_OUTQ_GAP_MAX);
+	return g < 0 || g > NLG_OUTQ_GAP_MAX ? -1 : g;
+}
+
+/* Queue [gap frame] + frame pieces as one entry; the caller checked the
+ * bounds. */
+static int enqueue(struct nlg_outq *q, const uint8_t *gap, size_t glen, const struct iovec *iov,
+		   int n, size_t len)
+{
 	if (reserve_bytes(q, glen + len) < 0 || (q->max_frames && reserve_frame(q) < 0))
 		return -ENOMEM;
 	if (glen)
@@ -196,13 +191,54 @@ int nlg_outq_push(struct nlg_outq *q, const struct iovec *iov, int n)
 		COUNT(q, gaps, 1);
 		q->missed = 0;
 	}
-	COUNT(q, frames, 1);
 	COUNT(q, bytes, glen + len);
+	return 0;
+}
+
+int nlg_outq_push(struct nlg_outq *q, const struct iovec *iov, int n)
+{
+	uint8_t gap[NLG_OUTQ_GAP_MAX];
+	size_t len = 0, glen;
+	int g;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (!len)
+		return -EINVAL;
+	/* Under a flood most pushes are drops: decide those before the gap
+	 * framer (and its clock read) runs. */
+	if (len > q->max_bytes || q->len > q->max_bytes - len)
+		goto drop;
+	if (q->max_frames && q->fn >= q->max_frames)
+		goto drop;
+	if ((g = frame_gap(q, gap)) < 0)
+		goto drop;
+	glen = (size_t)g;
+	/* Written so that no sum can wrap, whatever len is. */
+	if (glen > q->max_bytes - len || q->len > q->max_bytes - len - glen)
+		goto drop;
+	if (enqueue(q, gap, glen, iov, n, len) < 0)
+		return -ENOMEM;
+	COUNT(q, frames, 1);
 	return 1;
 drop:
 	q->missed++;
 	COUNT(q, dropped, 1);
 	return 0;
+}
+
+int nlg_outq_announce(struct nlg_outq *q)
+{
+	uint8_t gap[NLG_OUTQ_GAP_MAX];
+	int g;
+
+	/* No clock read while the queue is plainly full. */
+	if (!q->missed || q->len >= q->max_bytes || (q->max_frames && q->fn >= q->max_frames))
+		return 0;
+	/* A failing framer keeps the count for the next frame, as push does. */
+	if ((g = frame_gap(q, gap)) <= 0 || (size_t)g > q->max_bytes - q->len)
+		return 0;
+	return enqueue(q, gap, (size_t)g, NULL, 0, 0) < 0 ? -ENOMEM : 1;
 }
 
 /* n bytes left through the fd. */

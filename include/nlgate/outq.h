@@ -3,7 +3,12 @@
  * count announced by a gap frame, and what the fd takes written out.
  *
  *   push(frame) ──fits?──yes──▶ [gap frame if frames were missed] + frame ─▶ ring ─▶ write(fd)
- *                    └──no───▶ missed++, dropped++
+ *                    └──no───▶ missed++, dropped++                          ▲
+ *   announce() ──missed and the gap frame fits?──yes──▶ gap frame alone ────┘
+ *
+ * A consumer hears of every frame it missed: with the next frame that fits,
+ * or sooner through announce, which the caller runs once a write has freed
+ * room (the frames may have stopped coming) and before it lets go.
  *
  * It knows no event loop and no socket family: the caller owns the fd, asks
  * for a write when it wants one, and watches EPOLLOUT while data remains. */
@@ -29,11 +34,16 @@ struct nlg_outq_stats {
 	uint64_t dropped; /* frames dropped: no room, or larger than the bound */
 	uint64_t gaps;	  /* gap frames queued */
 	uint64_t written; /* bytes the fd took */
+	/* Frames dropped that the consumer was never told of: the queue was
+	 * destroyed with them still to announce (the consumer left, or was
+	 * closed while its queue was still full). */
+	uint64_t unannounced;
 };
 
 struct nlg_outq_conf {
 	size_t max_bytes;     /* bound on queued bytes; 0 is refused */
-	size_t max_frames;    /* bound on queued frames (a gap rides with its frame); 0: none */
+	size_t max_frames;    /* bound on queued frames (a gap rides with its frame, or
+				 announced alone is one); 0: none */
 	nlg_outq_gap_fn *gap; /* NULL: nlg_outq_gap_mp, the feed's frame */
 	void *gap_data;
 	/* Optional: every count is added here too, so an output's totals
@@ -46,7 +56,9 @@ struct nlg_outq;
 /* NULL when out of memory or max_bytes is 0. Nothing is allocated for data
  * until the first push. */
 struct nlg_outq *nlg_outq_create(const struct nlg_outq_conf *conf);
-void nlg_outq_destroy(struct nlg_outq *q); /* accepts NULL; drops what is queued */
+/* Accepts NULL; drops what is queued, and counts what is still missed as
+ * unannounced (in the total too). */
+void nlg_outq_destroy(struct nlg_outq *q);
 
 /* Queue one frame given as n pieces (a framer's header, then the body, with
  * no copy in between): 1 queued, 0 dropped whole and counted missed,
@@ -55,6 +67,14 @@ void nlg_outq_destroy(struct nlg_outq *q); /* accepts NULL; drops what is queued
  * If frames were missed since the last announcement, a gap frame goes in
  * with this one, under the same bound, so it is never dropped or split. */
 int nlg_outq_push(struct nlg_outq *q, const struct iovec *iov, int n);
+
+/* Queue the gap frame alone, now, if frames were missed since the last
+ * announcement and it fits under the bounds: 1 queued, 0 nothing to
+ * announce or no room yet (the count waits, and grows), -ENOMEM (nothing
+ * queued, the count waits). Run it after a write that freed room, after a
+ * drop that left the queue empty (no write is coming then), and before
+ * destroying a queue whose consumer should hear of everything. */
+int nlg_outq_announce(struct nlg_outq *q);
 
 /* Write what fd takes now (sendmsg, MSG_NOSIGNAL | MSG_DONTWAIT, two pieces
  * across the wrap) until it is all gone or fd would block. Returns 1 if data

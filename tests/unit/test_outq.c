@@ -1,6 +1,8 @@
 /* Unit tests for core/outq.c over a socketpair: whole-frame drops, gap frames
- * (decoded with msgpack-c: received + announced missed == sent), wrap-around
- * with partial writes, memory given back, frame bounds, custom gap framing. */
+ * (decoded with msgpack-c: received + announced missed == sent), the gap
+ * announced alone once a write makes room (a burst then silence, a reader
+ * that stops and resumes), wrap-around with partial writes, memory given
+ * back, frame bounds, custom gap framing, unannounced misses counted. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@ struct fx {
 	struct nlg_buf in;   /* what the reader got */
 	size_t off;	     /* parsed up to here */
 	struct nlg_buf sent; /* every byte queued, in order, to compare with */
+	int tail_gap;	     /* expect_accounted: the stream ends with a gap frame */
 };
 
 static int fx_setup(void **state)
@@ -202,6 +205,52 @@ static void expect_gap(struct fx *f, uint64_t missed)
 static void expect_end(struct fx *f)
 {
 	assert_int_equal(f->off, f->in.len);
+}
+
+/* Walk the whole stream from its start: test frames in increasing seq, and
+ * between two of them (and before the first, and after the last of sent
+ * frames 0..sent-1) gap frames announcing exactly the hole. Returns the gap
+ * frames seen. */
+static uint64_t expect_accounted(struct fx *f, uint64_t sent)
+{
+	uint64_t next_seq = 0, pending = 0, got = 0, missed = 0, gaps = 0;
+	struct frame fr;
+
+	f->off = 0;
+	f->tail_gap = 0;
+	while (next(f, &fr)) {
+		f->tail_gap = !strcmp(fr.tag, "nlgate.gap");
+		if (f->tail_gap) {
+			assert_true(fr.missed > 0);
+			pending += fr.missed;
+			missed += fr.missed;
+			gaps++;
+			continue;
+		}
+		assert_string_equal(fr.tag, "test");
+		assert_true(fr.seq >= next_seq);
+		assert_int_equal(fr.seq - next_seq, pending); /* the hole, exactly */
+		pending = 0;
+		next_seq = fr.seq + 1;
+		got++;
+	}
+	expect_end(f);
+	assert_int_equal(sent - next_seq, pending); /* the tail: announced too */
+	assert_int_equal(got + missed, sent);
+	return gaps;
+}
+
+/* Write what the socket takes and, if that freed room, announce: what an
+ * output does on EPOLLOUT. */
+static int write_announce(struct fx *f, struct nlg_outq *q)
+{
+	uint64_t before = nlg_outq_stats(q)->written;
+	int w = nlg_outq_write(q, f->sv[0]);
+
+	assert_true(w >= 0);
+	if (nlg_outq_stats(q)->written != before && nlg_outq_announce(q) > 0)
+		w = nlg_outq_write(q, f->sv[0]);
+	return w;
 }
 
 /* ---- tests ---- */
@@ -438,6 +487,153 @@ static void test_max_frames(void **state)
 	nlg_outq_destroy(q);
 }
 
+/* The gap frame alone: not while the queue is full, at once when a write
+ * has made room; it is an entry of its own under max_frames, counted as a
+ * gap and in bytes but not as a frame. */
+static void test_announce_alone(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_outq *q = q_new(4096, 5);
+	const struct nlg_outq_stats *st = nlg_outq_stats(q);
+	struct nlg_outq *scratch = q_new(1 << 20, 0);
+	uint64_t s = 0;
+	size_t len = 0, over;
+	int rc;
+
+	assert_int_equal(nlg_outq_announce(q), 0); /* nothing missed */
+	for (; s < 4; s++) {
+		len += push_frame(f, q, s, 960, &rc);
+		assert_int_equal(rc, 1);
+	}
+	/* One more frame fills the queue to the byte: no room for a gap. */
+	over = push_frame(f, scratch, s, 100, &rc) - 100;
+	nlg_outq_destroy(scratch);
+	assert_true(4096 - len - over >= 32 && 4096 - len - over < 256);
+	assert_int_equal(push(f, q, s++, 4096 - len - over), 1);
+	assert_int_equal(nlg_outq_len(q), 4096);
+	assert_int_equal(push(f, q, s++, 960), 0);
+	assert_int_equal(push(f, q, s++, 960), 0);
+	assert_int_equal(nlg_outq_announce(q), 0); /* it does not fit yet */
+	assert_int_equal(nlg_outq_missed(q), 2);
+	assert_int_equal(st->gaps, 0);
+
+	assert_int_equal(nlg_outq_write(q, f->sv[0]), 0); /* the socket takes it all */
+	assert_int_equal(nlg_outq_announce(q), 1);
+	assert_int_equal(nlg_outq_missed(q), 0);
+	assert_int_equal(nlg_outq_announce(q), 0); /* once */
+	drain(f, q);
+	assert_int_equal(expect_accounted(f, s), 1);
+	assert_int_equal(st->frames, 5);
+	assert_int_equal(st->dropped, 2);
+	assert_int_equal(st->gaps, 1);
+	assert_int_equal(st->bytes, f->in.len);
+
+	/* Under max_frames the gap frame alone takes an entry. */
+	for (uint64_t i = 0; i < 5; i++)
+		assert_int_equal(push(f, q, s++, 10), 1);
+	assert_int_equal(push(f, q, s++, 10), 0);
+	assert_int_equal(nlg_outq_announce(q), 0); /* five entries queued */
+	assert_int_equal(nlg_outq_write(q, f->sv[0]), 0);
+	assert_int_equal(nlg_outq_announce(q), 1);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_int_equal(push(f, q, s++, 10), 1);
+	assert_int_equal(push(f, q, s++, 10), 0); /* the gap is the fifth */
+	drain(f, q);
+	assert_int_equal(nlg_outq_announce(q), 1);
+	drain(f, q);
+	assert_int_equal(expect_accounted(f, s), 3);
+	nlg_outq_destroy(q);
+}
+
+/* A burst far past the bound, then nothing more: every dropped frame is
+ * announced anyway, once the reader catches up, with no frame to carry it. */
+static void test_burst_then_silence(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_outq *q = q_new(16 << 10, 0);
+	uint64_t n = 3000;
+
+	for (uint64_t s = 0; s < n; s++) {
+		push(f, q, s, 100 + (size_t)(s * 13 % 300));
+		if (s % 50 == 49)
+			write_announce(f, q); /* the reader does not read: little moves */
+	}
+	assert_true(nlg_outq_missed(q) > 0);
+	/* Silence: the reader reads, the queue writes and announces. */
+	for (int i = 0; i < 100000 && (nlg_outq_len(q) || nlg_outq_missed(q)); i++) {
+		write_announce(f, q);
+		rd(f, 1000);
+	}
+	drain(f, q);
+	assert_int_equal(nlg_outq_missed(q), 0);
+	assert_true(expect_accounted(f, n) >= 1);
+	assert_true(f->tail_gap); /* the burst's tail, announced alone */
+	assert_int_equal(nlg_outq_stats(q)->unannounced, 0);
+	nlg_outq_destroy(q);
+}
+
+/* A reader that stops for a while and resumes, several times, reading odd
+ * amounts; frames keep coming at their own pace. Each hole is announced
+ * exactly, some of them before any later frame arrives. */
+static void test_reader_resumes(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_outq *q = q_new(24 << 10, 0);
+	uint64_t s = 0, alone = 0;
+
+	for (int round = 0; round < 6; round++) {
+		/* Stopped: frames pile up and overflow. */
+		for (int i = 0; i < 400; i++, s++)
+			push(f, q, s, 50 + (size_t)(s * 7 % 400));
+		assert_true(nlg_outq_missed(q) > 0);
+		/* Resumed, with no frame coming: the announcement goes alone. */
+		for (int i = 0; i < 100000 && (nlg_outq_len(q) || nlg_outq_missed(q)); i++) {
+			uint64_t gaps = nlg_outq_stats(q)->gaps;
+			write_announce(f, q);
+			alone += nlg_outq_stats(q)->gaps - gaps;
+			rd(f, 500 + (size_t)(s * 31 % 3000));
+		}
+		/* Keeping up for a while. */
+		for (int i = 0; i < 100; i++, s++) {
+			assert_int_equal(push(f, q, s, 200), 1);
+			write_announce(f, q);
+			rd(f, 0);
+		}
+	}
+	drain(f, q);
+	assert_true(alone >= 6);
+	assert_int_equal(expect_accounted(f, s), nlg_outq_stats(q)->gaps);
+	assert_int_equal(nlg_outq_stats(q)->written, f->in.len);
+	nlg_outq_destroy(q);
+}
+
+/* What is still missed when a queue goes is counted unannounced, in the
+ * shared total too; a failing gap framer keeps the count for later. */
+static void test_unannounced(void **state)
+{
+	struct fx *f = *state;
+	struct nlg_outq_stats total = {0};
+	struct nlg_outq_conf c = {.max_bytes = 2000, .total = &total};
+	struct nlg_outq *q = nlg_outq_create(&c);
+
+	assert_non_null(q);
+	assert_int_equal(push(f, q, 0, 1500), 1);
+	assert_int_equal(push(f, q, 1, 1500), 0);
+	assert_int_equal(push(f, q, 2, 1500), 0);
+	nlg_outq_destroy(q);
+	assert_int_equal(total.dropped, 2);
+	assert_int_equal(total.unannounced, 2);
+
+	q = nlg_outq_create(&c);
+	assert_non_null(q);
+	assert_int_equal(push(f, q, 0, 1500), 1);
+	assert_int_equal(push(f, q, 1, 1500), 0);
+	drain(f, q);
+	assert_int_equal(nlg_outq_announce(q), 1);
+	nlg_outq_destroy(q);
+	assert_int_equal(total.unannounced, 2); /* announced: not counted */
+}
+
 static int gap_text(void *data, uint64_t missed, uint8_t *buf, size_t cap)
 {
 	int *calls = data;
@@ -479,7 +675,8 @@ static void test_custom_gap(void **state)
 	assert_memory_equal(f->in.data + 100, "GAP 2\n0123456789", 16);
 	nlg_outq_destroy(q);
 
-	/* A framer that fails: the frame is dropped too, the count grows. */
+	/* A framer that fails: the frame is dropped too, the count grows;
+	 * announce queues nothing and keeps the count. */
 	c = (struct nlg_outq_conf){.max_bytes = 100, .gap = gap_fails};
 	q = nlg_outq_create(&c);
 	assert_non_null(q);
@@ -487,6 +684,8 @@ static void test_custom_gap(void **state)
 		nlg_outq_push(q, &iov, 1);
 	drain(f, q);
 	assert_int_equal(nlg_outq_push(q, &iov, 1), 0);
+	assert_int_equal(nlg_outq_missed(q), 2);
+	assert_int_equal(nlg_outq_announce(q), 0);
 	assert_int_equal(nlg_outq_missed(q), 2);
 	assert_int_equal(nlg_outq_len(q), 0);
 	nlg_outq_destroy(q);
@@ -581,6 +780,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_memory_release, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_over_bound, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_max_frames, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_announce_alone, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_burst_then_silence, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_reader_resumes, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unannounced, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_custom_gap, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_peer_gone, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_shared_total_and_args, fx_setup, fx_teardown),
