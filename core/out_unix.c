@@ -1,8 +1,12 @@
 /* The local feed: a listening unix stream socket that copies every frame to
  * every client through its own bounded queue (core/outq.c). A client that
  * falls behind loses whole frames, counted, and is told so by an
- * `nlgate.gap` frame before the next one it gets. Never blocks the loop. */
+ * `nlgate.gap` frame as soon as its queue has room again, or with the next
+ * frame it gets, whichever comes first, and before the feed closes. Never
+ * blocks the loop. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +122,8 @@ static const struct nlg_field unix_stats_fields[] = {
     STAT(bytes, NLG_T_U64, "bytes queued to clients, gap frames included"),
     STAT(dropped, NLG_T_U64, "frames dropped for slow clients (sum over clients)"),
     STAT(gaps, NLG_T_U64, "nlgate.gap frames queued"),
+    STAT(unannounced, NLG_T_U64,
+	 "dropped frames never announced: the client left, or its queue was still full at close"),
     STAT(clients, NLG_T_U64, "clients connected now"),
     STAT(accepted, NLG_T_U64, "clients accepted in total"),
     STAT(rejected, NLG_T_U64, "connections closed at once: over max_clients, or no memory"),
@@ -166,11 +172,16 @@ static int client_index(const struct nlg_out_unix *u, const struct nlg_client *c
 }
 
 /* Write what the socket takes; EPOLLOUT while some remains. 0, or -1 when
- * the client is gone. */
+ * the client is gone. A write that freed room lets the gap frame in at
+ * once: the frames that would carry it may have stopped coming. */
 static int client_write(struct nlg_out_unix *u, struct nlg_client *c)
 {
+	uint64_t before = nlg_outq_stats(c->q)->written;
 	int rc = nlg_outq_write(c->q, c->fd);
 
+	if (rc >= 0 && nlg_outq_missed(c->q) && nlg_outq_stats(c->q)->written != before &&
+	    nlg_outq_announce(c->q) > 0)
+		rc = nlg_outq_write(c->q, c->fd);
 	if (rc < 0)
 		return -1;
 	client_set_out(u, c, rc);
@@ -283,35 +294,173 @@ static void accept_io(struct nlg_loop *loop, int fd, uint32_t events, void *data
 	}
 }
 
-/* A socket file at path: replace it only if nobody answers there. */
-static int clear_stale(const char *path, const struct sockaddr_un *sun, struct nlg_err *err)
+/* ---- the socket file ----
+ *
+ * The mode is set where nobody else can reach the name: the socket is bound
+ * inside a fresh private directory beside the path (mkdtemp, 0700, ours),
+ * chmod'ed there through the directory's fd, listening, and only then
+ * hard-linked to the path. A chmod by path after bind would follow whatever
+ * a writer of the directory swapped in meanwhile (a symlink to /etc/shadow,
+ * and root chmods that); umask would do it without a chmod, but it is
+ * process-wide and races with other threads. link, not rename: link never
+ * replaces an entry, so what appeared at the path since we looked is
+ * refused, not clobbered (renameat2's RENAME_NOREPLACE would do the same,
+ * but not on every filesystem). getsockname still names the private
+ * directory, which no client needs.
+ *
+ *   dir/.nlgate-XXXXXX/ (0700)      bind sock, chmod mode, listen
+ *   dir/PATH ◀── link ── sock       then unlink sock, rmdir the directory */
+
+#define PRIV_DIR  ".nlgate-XXXXXX"
+#define PRIV_SOCK "sock"
+
+static const char *file_kind(mode_t m)
 {
-	struct stat sb;
+	return S_ISREG(m)    ? "a regular file"
+	       : S_ISDIR(m)  ? "a directory"
+	       : S_ISLNK(m)  ? "a symbolic link"
+	       : S_ISFIFO(m) ? "a fifo"
+	       : S_ISCHR(m)  ? "a character device"
+	       : S_ISBLK(m)  ? "a block device"
+			     : "a file of unknown kind";
+}
+
+/* What is at path: 0 nothing, 1 a stale socket of ours (nobody answers;
+ * *old is it), or a negative errno with a one-line message: anything else
+ * is refused. A symlink is refused whatever it points to, and never
+ * followed. */
+static int check_path(const char *path, const struct sockaddr_un *sun, struct stat *old,
+		      struct nlg_err *err)
+{
 	int fd, rc;
 
-	if (lstat(path, &sb) < 0) {
+	if (lstat(path, old) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		return nlg_err_set(err, errno, "%s: %s", path, strerror(errno));
 	}
-	if (!S_ISSOCK(sb.st_mode))
-		return nlg_err_set(err, EEXIST, "%s: exists and is not a socket", path);
+	if (!S_ISSOCK(old->st_mode))
+		return nlg_err_set(err, EEXIST,
+				   "%s: exists and is %s, not a socket; refusing to replace it",
+				   path, file_kind(old->st_mode));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return nlg_err_set(err, errno, "%s: socket: %s", path, strerror(errno));
 	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
 		close(fd); /* EAGAIN: a listener with a full backlog */
-		return nlg_err_set(err, EADDRINUSE, "%s: address in use", path);
+		return nlg_err_set(err, EADDRINUSE, "%s: address in use (a listener answers there)",
+				   path);
 	}
 	rc = errno;
 	close(fd);
-	if (rc != ECONNREFUSED && rc != ENOENT)
+	if (rc == ENOENT)
+		return 0; /* gone since lstat */
+	if (rc != ECONNREFUSED)
 		return nlg_err_set(err, rc, "%s: %s", path, strerror(rc));
-	if (unlink(path) < 0 && errno != ENOENT)
-		return nlg_err_set(err, errno, "%s: cannot remove stale socket: %s", path,
+	/* Dead, but maybe another user's: not ours to take. */
+	if (old->st_uid != geteuid())
+		return nlg_err_set(
+		    err, EEXIST,
+		    "%s: a stale socket owned by uid %u, not by us (uid %u); refusing "
+		    "to replace it",
+		    path, (unsigned)old->st_uid, (unsigned)geteuid());
+	return 1;
+}
+
+/* The private directory beside path: its name in tmpl[cap], its fd, or a
+ * negative errno. Checked after opening, so a directory swapped in between
+ * mkdtemp and open is not taken for ours. */
+static int priv_dir(const char *path, char *tmpl, size_t cap, struct nlg_err *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t plen = slash ? (size_t)(slash - path) + 1 : 0;
+	struct stat sb;
+	int dfd;
+
+	if (plen + sizeof(PRIV_DIR) > cap)
+		return nlg_err_set(err, ENAMETOOLONG, "%s: path too long", path);
+	memcpy(tmpl, path, plen);
+	memcpy(tmpl + plen, PRIV_DIR, sizeof(PRIV_DIR));
+	if (!mkdtemp(tmpl))
+		return nlg_err_set(err, errno,
+				   "%s: cannot create a private directory beside it: %s", path,
 				   strerror(errno));
-	return 0;
+	dfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0 || fstat(dfd, &sb) < 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+	    (sb.st_mode & 077)) {
+		int e = dfd < 0 ? errno : EPERM;
+		if (dfd >= 0)
+			close(dfd);
+		else
+			rmdir(tmpl);
+		return nlg_err_set(err, e, "%s: private directory %s: %s", path, tmpl,
+				   e == EPERM ? "not ours after creating it" : strerror(e));
+	}
+	return dfd;
+}
+
+/* Bind u->fd, set its mode and listen, then put it at path (see above). */
+static int create_socket(struct nlg_out_unix *u, const char *path, uint32_t mode,
+			 struct nlg_err *err)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char tmpl[sizeof(sun.sun_path) + sizeof(PRIV_DIR)];
+	struct stat old, sb;
+	int rc, dfd, stale;
+
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((stale = check_path(path, &sun, &old, err)) < 0)
+		return stale;
+	if ((dfd = priv_dir(path, tmpl, sizeof(tmpl), err)) < 0)
+		return dfd;
+	/* The directory's own name when it fits sun_path; else through its fd,
+	 * which also pins it (/proc is then needed). */
+	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/" PRIV_SOCK, tmpl) >=
+	    (int)sizeof(sun.sun_path))
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d/" PRIV_SOCK, dfd);
+	if (bind(u->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		rc = nlg_err_set(err, errno, "%s: bind: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Nobody else can add a name to the directory: this is our socket. */
+	if (fstatat(dfd, PRIV_SOCK, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(sb.st_mode)) {
+		rc = nlg_err_set(err, EPERM, "%s: the socket is not where it was bound", path);
+		goto out;
+	}
+	u->dev = sb.st_dev;
+	u->ino = sb.st_ino;
+	if (fchmodat(dfd, PRIV_SOCK, mode, 0) < 0) {
+		rc = nlg_err_set(err, errno, "%s: chmod %o: %s", path, mode, strerror(errno));
+		goto out;
+	}
+	/* Listening before it has its name: a client that finds it can connect,
+	 * and a second instance checking the path sees it alive. */
+	if (listen(u->fd, SOMAXCONN) < 0) {
+		rc = nlg_err_set(err, errno, "%s: listen: %s", path, strerror(errno));
+		goto out;
+	}
+	/* The stale socket, if it is still the one we looked at; whatever
+	 * replaced it meanwhile makes the link fail below. */
+	if (stale && lstat(path, &sb) == 0 && sb.st_dev == old.st_dev && sb.st_ino == old.st_ino &&
+	    unlink(path) < 0 && errno != ENOENT) {
+		rc = nlg_err_set(err, errno, "%s: cannot remove the stale socket: %s", path,
+				 strerror(errno));
+		goto out;
+	}
+	if (linkat(dfd, PRIV_SOCK, AT_FDCWD, path, 0) < 0) {
+		rc = nlg_err_set(err, errno, "%s: %s", path,
+				 errno == EEXIST ? "something appeared there while the socket was "
+						   "made; refusing to replace it"
+						 : strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	unlinkat(dfd, PRIV_SOCK, 0);
+	close(dfd);
+	rmdir(tmpl);
+	return rc;
 }
 
 /* ---- open, flush, close ---- */
@@ -339,29 +488,25 @@ static void unix_close_now(struct nlg_out_unix *u)
 static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct nlg_err *err)
 {
 	const struct nlg_unix_conf *cf = conf;
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct nlg_out_unix *u;
-	struct stat sb;
 	size_t plen = strnlen(cf->path, sizeof(cf->path));
-	int bound = 0, rc;
+	int rc;
 
 	*st = NULL;
 	if (!plen)
 		return nlg_err_set(err, EINVAL, "unix feed: no socket path");
-	if (plen >= sizeof(sun.sun_path))
+	if (plen >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return nlg_err_set(err, ENAMETOOLONG,
 				   "%.*s: socket path too long (at most %zu bytes)", (int)plen,
-				   cf->path, sizeof(sun.sun_path) - 1);
+				   cf->path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 	if (!cf->queue || !cf->max_clients || cf->max_clients > INT32_MAX)
 		return nlg_err_set(err, EINVAL, "%s: queue and max_clients must be positive",
 				   cf->path);
-	memcpy(sun.sun_path, cf->path, plen + 1);
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return nlg_err_set(err, ENOMEM, "%s: out of memory", cf->path);
 	u->loop = loop;
 	u->fd = -1;
-	memcpy(u->path, cf->path, plen + 1);
 	u->qmax = (size_t)cf->queue;
 	u->max_clients = (int)cf->max_clients;
 	u->cl = calloc((size_t)u->max_clients, sizeof(*u->cl));
@@ -374,27 +519,10 @@ static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct 
 		rc = nlg_err_set(err, errno, "%s: socket: %s", cf->path, strerror(errno));
 		goto err;
 	}
-	if ((rc = clear_stale(cf->path, &sun, err)) < 0)
+	if ((rc = create_socket(u, cf->path, cf->mode, err)) < 0)
 		goto err;
-	if (bind(u->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		rc = nlg_err_set(err, errno, "%s: bind: %s", cf->path,
-				 errno == EADDRINUSE ? "address in use" : strerror(errno));
-		goto err;
-	}
-	bound = 1;
-	if (stat(cf->path, &sb) == 0) {
-		u->dev = sb.st_dev;
-		u->ino = sb.st_ino;
-	}
-	if (chmod(cf->path, cf->mode) < 0) {
-		rc = nlg_err_set(err, errno, "%s: chmod %o: %s", cf->path, cf->mode,
-				 strerror(errno));
-		goto err;
-	}
-	if (listen(u->fd, SOMAXCONN) < 0) {
-		rc = nlg_err_set(err, errno, "%s: listen: %s", cf->path, strerror(errno));
-		goto err;
-	}
+	/* From here the path holds our socket: close unlinks it. */
+	memcpy(u->path, cf->path, plen + 1);
 	if (nlg_loop_add_fd(loop, u->fd, EPOLLIN, accept_io, u) < 0) {
 		rc = nlg_err_set(err, ENOMEM, "%s: cannot watch the listener", cf->path);
 		goto err;
@@ -402,14 +530,13 @@ static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct 
 	*st = u;
 	return 0;
 err:
-	if (!bound)
-		u->path[0] = 0; /* not ours: close must not unlink it */
 	unix_close_now(u);
 	return rc;
 }
 
 /* Write until every queue is empty, or timeout_ms passes; 0 or less: one
- * pass of what the sockets take now. */
+ * pass of what the sockets take now. Misses are announced first where the
+ * gap frame fits, and by client_write as soon as a write makes room. */
 static void unix_flush(void *st, int timeout_ms)
 {
 	struct nlg_out_unix *u = st;
@@ -421,6 +548,8 @@ static void unix_flush(void *st, int timeout_ms)
 	pfd = calloc((size_t)u->ncl, sizeof(*pfd));
 	if (!pfd)
 		return;
+	for (int i = 0; i < u->ncl; i++)
+		nlg_outq_announce(u->cl[i]->q); /* -ENOMEM: it waits, as when full */
 	for (;;) {
 		int n = 0;
 		uint64_t now;
@@ -446,10 +575,32 @@ static void unix_flush(void *st, int timeout_ms)
 
 static void unix_close(void *st, int timeout_ms)
 {
-	if (!st)
+	struct nlg_out_unix *u = st;
+	uint64_t missed = 0, unsent = 0;
+	int cut = 0;
+
+	if (!u)
 		return;
-	unix_flush(st, timeout_ms);
-	unix_close_now(st);
+	unix_flush(u, timeout_ms);
+	/* A client whose queue is still not empty at the deadline stopped
+	 * reading. Its connection closes with the queue unsent: it reads EOF,
+	 * perhaps inside a frame, so it can tell the stream was cut, but not
+	 * how much it lost; if its queue stayed full, the gap frame never got
+	 * in either. Those misses are counted unannounced (by the queue's
+	 * destroy) and, since the counters go with the feed, said here. */
+	for (int i = 0; i < u->ncl; i++) {
+		struct nlg_outq *q = u->cl[i]->q;
+		if (nlg_outq_len(q) || nlg_outq_missed(q)) {
+			cut++;
+			missed += nlg_outq_missed(q);
+			unsent += nlg_outq_len(q);
+		}
+	}
+	if (cut)
+		nlg_log("%s: %d client(s) closed with their queue not drained after %d ms: "
+			"%" PRIu64 " dropped frames never announced, %" PRIu64 " bytes unsent",
+			u->path, cut, timeout_ms > 0 ? timeout_ms : 0, missed, unsent);
+	unix_close_now(u);
 }
 
 /* ---- sending ---- */
@@ -470,6 +621,10 @@ static int push_all(struct nlg_out_unix *u, const struct iovec *iov, int n)
 		if (rc > 0 && nlg_outq_len(c->q) >= WRITE_BATCH)
 			rc = client_write(u, c) < 0 ? -1 : 1;
 		else if (rc > 0)
+			client_set_out(u, c, 1);
+		/* Dropped with nothing queued (a frame over the bound): no
+		 * write is coming to let the announcement in, so now. */
+		else if (rc == 0 && !nlg_outq_len(c->q) && nlg_outq_announce(c->q) > 0)
 			client_set_out(u, c, 1);
 		if (rc < 0) {
 			client_remove(u, i); /* the last client moved to i */
@@ -508,6 +663,7 @@ static void unix_stats(void *st, void *out)
 	s->bytes = u->qt.bytes;
 	s->dropped = u->qt.dropped;
 	s->gaps = u->qt.gaps;
+	s->unannounced = u->qt.unannounced;
 	s->clients = (uint64_t)u->ncl;
 	s->accepted = u->accepted;
 	s->rejected = u->rejected;

@@ -1,8 +1,11 @@
 /* Unit tests for core/out_unix.c over real unix sockets in a temp directory,
  * through its output ops (nlg_unix_output): whole frames in order, bounded
- * queues with drops and `nlgate.gap`, client removal, stale socket files,
- * error messages, max_clients, flush and close; the option table and the
- * stats schema. */
+ * queues with drops and `nlgate.gap`, every miss announced (after a burst
+ * and silence, to a reader that resumes, at shutdown), client removal, the
+ * socket file (made with its mode, never through a path someone could swap;
+ * what is at the path refused or replaced), error messages, max_clients,
+ * flush and close; the option table and the stats schema. */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -290,6 +293,42 @@ static void expect_end(struct rd *r)
 	assert_int_equal(r->off, r->in.len); /* no partial frame either */
 }
 
+/* Walk the whole stream from its start: test frames in increasing seq, and
+ * between two of them (and before the first, and after the last of sent
+ * frames 0..sent-1) gap frames announcing exactly the hole: received +
+ * announced == sent. Returns the gap frames seen; *tail_gap: the stream
+ * ends with one. */
+static uint64_t expect_accounted(struct rd *r, uint64_t sent, int *tail_gap)
+{
+	uint64_t next_seq = 0, pending = 0, got = 0, missed = 0, gaps = 0;
+	struct frame fr;
+	int tail = 0;
+
+	r->off = 0;
+	while (rd_next(r, &fr)) {
+		tail = !strcmp(fr.tag, "nlgate.gap");
+		if (tail) {
+			assert_true(fr.missed > 0);
+			pending += fr.missed;
+			missed += fr.missed;
+			gaps++;
+			continue;
+		}
+		assert_string_equal(fr.tag, "test");
+		assert_true(fr.seq >= next_seq);
+		assert_int_equal(fr.seq - next_seq, pending); /* the hole, exactly */
+		pending = 0;
+		next_seq = fr.seq + 1;
+		got++;
+	}
+	expect_end(r);
+	assert_int_equal(sent - next_seq, pending);
+	assert_int_equal(got + missed, sent);
+	if (tail_gap)
+		*tail_gap = tail;
+	return gaps;
+}
+
 /* ---- tests ---- */
 
 static void test_frames_in_order(void **state)
@@ -325,7 +364,8 @@ static void test_frames_in_order(void **state)
 }
 
 /* A client that does not read loses frames (counted) while a reading one
- * gets them all; once it drains, it is told how many it missed. */
+ * gets them all; once it reads again, it is told how many it missed, with
+ * no later frame needed to carry the news. */
 static void test_slow_client_gap(void **state)
 {
 	struct fx *f = *state;
@@ -348,28 +388,28 @@ static void test_slow_client_gap(void **state)
 	assert_int_equal(stats(f)->gaps, 0);
 	missed = stats(f)->dropped;
 
-	/* The slow one wakes up: it gets an unbroken prefix, then nothing. */
+	/* The slow one wakes up: an unbroken prefix, then the count. */
 	rd_drain(f, &slow);
 	got = 0;
-	while (rd_next(&slow, &fr)) {
-		assert_string_equal(fr.tag, "test");
+	while (rd_next(&slow, &fr) && !strcmp(fr.tag, "test")) {
 		assert_int_equal(fr.seq, got);
 		got++;
 	}
+	assert_string_equal(fr.tag, "nlgate.gap");
+	assert_int_equal(fr.missed, missed);
 	expect_end(&slow);
 	assert_int_equal(got + missed, 1000);
+	assert_int_equal(stats(f)->gaps, 1);
 
-	/* The next frames: a gap frame with the count first, then them. */
+	/* The next frames come as they are: nothing left to announce. */
 	for (uint64_t s = 1000; s < 1010; s++)
 		assert_int_equal(send_frame(f, s, 1000), 2);
 	rd_drain(f, &slow);
-	assert_int_equal(rd_next(&slow, &fr), 1);
-	assert_string_equal(fr.tag, "nlgate.gap");
-	assert_int_equal(fr.missed, missed);
 	expect_seqs(&slow, 1000, 1010);
 	expect_end(&slow);
 	assert_int_equal(stats(f)->gaps, 1);
 	assert_int_equal(stats(f)->dropped, missed);
+	assert_int_equal(stats(f)->unannounced, 0);
 
 	rd_drain(f, &fast);
 	expect_seqs(&fast, 0, 1010);
@@ -380,14 +420,13 @@ static void test_slow_client_gap(void **state)
 
 /* A reader a little slower than the feed: the queue fills, drains, wraps
  * around and drops, over and over. Whatever happens, the client sees whole
- * frames in order, and every frame is either received or counted missed. */
+ * frames in order, and every frame is either received or announced missed,
+ * each hole by the gap frames in it. */
 static void test_steady_partial_reads(void **state)
 {
 	struct fx *f = *state;
 	struct rd r;
-	struct frame fr;
-	uint64_t n = 5000, got = 0, missed = 0, gaps = 0, last = 0;
-	int first = 1;
+	uint64_t n = 5000, gaps;
 
 	fx_open(f, 256 << 10, 0);
 	rd_init(&r, client_connect(f->path));
@@ -400,29 +439,157 @@ static void test_steady_partial_reads(void **state)
 		}
 	}
 	rd_drain(f, &r);
-	assert_int_equal(send_frame(f, n, 10), 1); /* flushes any pending gap */
-	rd_drain(f, &r);
-	while (rd_next(&r, &fr)) {
-		if (!strcmp(fr.tag, "nlgate.gap")) {
-			assert_true(fr.missed > 0);
-			missed += fr.missed;
-			gaps++;
-			continue;
-		}
-		assert_string_equal(fr.tag, "test");
-		assert_true(first || fr.seq > last);
-		first = 0;
-		last = fr.seq;
-		got++;
+	gaps = expect_accounted(&r, n, NULL);
+	assert_true(stats(f)->dropped > 0); /* the point of the test: drops did happen */
+	assert_int_equal(stats(f)->gaps, gaps);
+	assert_int_equal(stats(f)->bytes, r.bytes);
+	assert_int_equal(stats(f)->unannounced, 0);
+	rd_free(&r);
+}
+
+/* A burst far past the queue, then nothing more: the reader, once it
+ * catches up, is told of every frame it missed, the last ones too. */
+static void test_gap_burst_then_silence(void **state)
+{
+	struct fx *f = *state;
+	struct rd r;
+	uint64_t n = 4000;
+	int tail;
+
+	fx_open(f, 64 << 10, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < n; s++) {
+		send_frame(f, s, 200 + (size_t)(s * 13 % 800));
+		if (s % 100 == 0)
+			nlg_loop_run_once(f->loop, 0);
 	}
-	expect_end(&r);
-	assert_int_equal(last, n);
-	assert_int_equal(got + missed, n + 1);
-	assert_true(missed > 0); /* the point of the test: drops did happen */
-	assert_int_equal(stats(f)->dropped, missed);
+	assert_true(stats(f)->dropped > n / 2);
+	rd_drain(f, &r); /* silence: no frame is sent from here on */
+	expect_accounted(&r, n, &tail);
+	assert_true(tail);
+	assert_int_equal(stats(f)->unannounced, 0);
+	rd_free(&r);
+}
+
+/* A reader that stops for a while and resumes, reading odd amounts, while
+ * frames come at their own pace: each hole is announced exactly, and the
+ * reader hears of it when it resumes, before any later frame. */
+static void test_gap_reader_resumes(void **state)
+{
+	struct fx *f = *state;
+	struct rd r;
+	uint64_t s = 0, gaps;
+	int tail;
+
+	fx_open(f, 32 << 10, 0);
+	rd_init(&r, client_connect(f->path));
+	wait_clients(f, 1);
+	for (int round = 0; round < 5; round++) {
+		uint64_t dropped = stats(f)->dropped;
+
+		for (int i = 0; i < 600; i++, s++) { /* stopped */
+			send_frame(f, s, 300 + (size_t)(s * 7 % 500));
+			nlg_loop_run_once(f->loop, 0);
+		}
+		assert_true(stats(f)->dropped > dropped);
+		for (int i = 0; i < 200; i++) { /* resumed, slowly, nothing sent */
+			rd_pull_some(&r, 1000 + (size_t)(i * 37 % 3000));
+			nlg_loop_run_once(f->loop, 1);
+		}
+		rd_drain(f, &r);
+		expect_accounted(&r, s, &tail);
+		assert_true(tail);		     /* heard of before the next frame */
+		for (int i = 0; i < 100; i++, s++) { /* keeping up */
+			assert_int_equal(send_frame(f, s, 300), 1);
+			rd_pull(&r);
+			nlg_loop_run_once(f->loop, 0);
+		}
+	}
+	rd_drain(f, &r);
+	gaps = expect_accounted(&r, s, &tail);
+	assert_false(tail);
+	assert_true(gaps >= 5);
 	assert_int_equal(stats(f)->gaps, gaps);
 	assert_int_equal(stats(f)->bytes, r.bytes);
 	rd_free(&r);
+}
+
+struct slurp {
+	int fd;
+	int delay_ms;
+	struct nlg_buf in;
+};
+
+/* Read the feed to EOF in a thread, after a delay; no cmocka asserts here. */
+static void *slurp(void *p)
+{
+	struct slurp *a = p;
+	ssize_t n;
+
+	usleep((useconds_t)a->delay_ms * 1000);
+	for (;;) {
+		if (nlg_buf_reserve(&a->in, 65536) < 0)
+			break;
+		n = read(a->fd, a->in.data + a->in.len, 65536);
+		if (n <= 0)
+			break;
+		a->in.len += (size_t)n;
+	}
+	return NULL;
+}
+
+/* Shut down with misses pending and the queue full: close drains, and the
+ * reader is told of the frames it missed before EOF. */
+static void test_gap_at_shutdown(void **state)
+{
+	struct fx *f = *state;
+	struct slurp a = {.delay_ms = 50};
+	struct rd r;
+	pthread_t th;
+	uint64_t n = 3000;
+	int tail;
+
+	fx_open(f, 64 << 10, 0);
+	a.fd = client_connect(f->path);
+	nlg_buf_init(&a.in);
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < n; s++) {
+		send_frame(f, s, 500);
+		if (s % 100 == 0)
+			nlg_loop_run_once(f->loop, 0);
+	}
+	assert_true(stats(f)->dropped > n / 2);
+	assert_int_equal(pthread_create(&th, NULL, slurp, &a), 0);
+	OPS->close(f->u, 10000);
+	f->u = NULL;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	rd_init(&r, a.fd);
+	r.in = a.in;
+	expect_accounted(&r, n, &tail);
+	assert_true(tail);
+	rd_free(&r);
+}
+
+/* Misses a client never heard of are counted when it goes: it left with
+ * its queue full. */
+static void test_unannounced_on_disconnect(void **state)
+{
+	struct fx *f = *state;
+	uint64_t dropped;
+	int fd;
+
+	fx_open(f, 16 << 10, 0);
+	fd = client_connect(f->path);
+	wait_clients(f, 1);
+	for (uint64_t s = 0; s < 1000; s++)
+		send_frame(f, s, 500);
+	dropped = stats(f)->dropped;
+	assert_true(dropped > 0);
+	assert_int_equal(stats(f)->unannounced, 0);
+	close(fd);
+	wait_clients(f, 0);
+	assert_int_equal(stats(f)->unannounced, dropped);
 }
 
 /* A frame larger than the queue bound can never be taken. */
@@ -446,6 +613,15 @@ static void test_oversized_frame(void **state)
 	assert_int_equal(fr.missed, 2);
 	expect_seqs(&r, 3, 4);
 	expect_end(&r);
+	/* Dropped with the queue empty: no write would come to announce it
+	 * later, so it is announced at once. */
+	assert_int_equal(send_frame(f, 4, 5000), 0);
+	rd_drain(f, &r);
+	assert_int_equal(rd_next(&r, &fr), 1);
+	assert_string_equal(fr.tag, "nlgate.gap");
+	assert_int_equal(fr.missed, 1);
+	expect_end(&r);
+	assert_int_equal(stats(f)->gaps, 2);
 	rd_free(&r);
 }
 
@@ -494,31 +670,109 @@ static void test_disconnect(void **state)
 	rd_free(&chatty);
 }
 
-static void test_stale_socket_replaced(void **state)
+/* ---- the socket file ---- */
+
+/* No private directory left beside the path, whatever happened. */
+static void expect_no_litter(struct fx *f)
 {
-	struct fx *f = *state;
+	char dir[sizeof(f->path)];
+	struct dirent *e;
+	DIR *d;
+
+	strcpy(dir, f->path);
+	*strrchr(dir, '/') = 0;
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, ".nlgate-", 8))
+			fail_msg("left behind: %s/%s", dir, e->d_name);
+	closedir(d);
+}
+
+/* open refuses what is at the path: code, and one line naming the path and
+ * saying what. */
+static void expect_refused(struct fx *f, int code, const char *what)
+{
+	struct nlg_unix_conf c;
+	struct nlg_err err = {{0}};
+
+	fx_conf(f, &c, 0, 0);
+	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), code);
+	assert_null(f->u);
+	assert_non_null(strstr(err.msg, f->path));
+	if (!strstr(err.msg, what))
+		fail_msg("'%s' does not say '%s'", err.msg, what);
+	assert_null(strchr(err.msg, '\n'));
+	expect_no_litter(f);
+}
+
+/* A socket bound at path by someone else, listening or not: its fd. */
+static int other_socket(const char *path, int listening)
+{
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	strcpy(sun.sun_path, path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	if (listening)
+		assert_int_equal(listen(fd, 4), 0);
+	return fd;
+}
+
+/* A feed open at f->path answers, and its socket file has mode. */
+static void expect_feed_at(struct fx *f, mode_t mode)
+{
 	struct stat sb;
 	struct rd r;
-	int fd;
 
-	/* A socket file left behind by a process that died. */
-	strcpy(sun.sun_path, f->path);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	close(fd);
 	assert_int_equal(lstat(f->path, &sb), 0);
 	assert_true(S_ISSOCK(sb.st_mode));
-
-	fx_open(f, 0, 0);
+	assert_int_equal(sb.st_mode & 07777, mode);
+	assert_int_equal(sb.st_uid, geteuid());
+	assert_int_equal(sb.st_nlink, 1); /* the private name is gone */
 	rd_init(&r, client_connect(f->path));
 	wait_clients(f, 1);
 	assert_int_equal(send_frame(f, 7, 10), 1);
 	rd_drain(f, &r);
 	expect_seqs(&r, 7, 8);
 	rd_free(&r);
+	expect_no_litter(f);
 }
 
+/* A socket file left behind by a process that died (nobody answers, ours):
+ * replaced by a new one. */
+static void test_stale_socket_replaced(void **state)
+{
+	struct fx *f = *state;
+	struct stat old, sb;
+
+	close(other_socket(f->path, 1));
+	assert_int_equal(lstat(f->path, &old), 0);
+	assert_true(S_ISSOCK(old.st_mode));
+	fx_open(f, 0, 0);
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(sb.st_ino != old.st_ino);
+	expect_feed_at(f, 0660);
+}
+
+/* A stale socket of another user is not ours to take (as root only: only
+ * root can give a file away). */
+static void test_stale_socket_of_another_user(void **state)
+{
+	struct fx *f = *state;
+	struct stat sb;
+
+	if (geteuid() != 0)
+		skip();
+	close(other_socket(f->path, 0));
+	assert_int_equal(lchown(f->path, 65534, 65534), 0);
+	expect_refused(f, -EEXIST, "owned by uid 65534");
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(S_ISSOCK(sb.st_mode));
+}
+
+/* Another feed of ours answers there: address in use, the first one kept. */
 static void test_live_socket_kept(void **state)
 {
 	struct fx *f = *state;
@@ -531,6 +785,7 @@ static void test_live_socket_kept(void **state)
 	assert_null(second);
 	assert_non_null(strstr(err.msg, f->path));
 	assert_non_null(strstr(err.msg, "address in use"));
+	expect_no_litter(f);
 	/* The first feed still owns its socket. */
 	rd_init(&r, client_connect(f->path));
 	wait_clients(f, 1);
@@ -540,25 +795,163 @@ static void test_live_socket_kept(void **state)
 	rd_free(&r);
 }
 
+/* Any other listener answers there: refused, and it keeps its socket. */
+static void test_live_foreign_socket(void **state)
+{
+	struct fx *f = *state;
+	int l = other_socket(f->path, 1), c, a;
+	struct stat before, sb;
+
+	assert_int_equal(lstat(f->path, &before), 0);
+	expect_refused(f, -EADDRINUSE, "address in use");
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_int_equal(sb.st_ino, before.st_ino);
+	assert_int_equal(sb.st_mode, before.st_mode);
+	c = client_connect(f->path);
+	a = accept(l, NULL, NULL);
+	assert_true(a >= 0);
+	close(a);
+	close(c);
+	close(l);
+}
+
 static void test_not_a_socket(void **state)
 {
 	struct fx *f = *state;
-	struct nlg_unix_conf c;
-	struct nlg_err err = {{0}};
 	struct stat sb;
 	FILE *fp = fopen(f->path, "w");
 
 	assert_non_null(fp);
 	fputs("precious", fp);
 	fclose(fp);
-	fx_conf(f, &c, 0, 0);
-	assert_int_equal(OPS->open(f->loop, &c, &f->u, &err), -EEXIST);
-	assert_null(f->u);
-	assert_non_null(strstr(err.msg, f->path));
-	assert_non_null(strstr(err.msg, "not a socket"));
+	assert_int_equal(chmod(f->path, 0640), 0);
+	expect_refused(f, -EEXIST, "is a regular file, not a socket");
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_true(S_ISREG(sb.st_mode));
 	assert_int_equal(sb.st_size, 8);
+	assert_int_equal(sb.st_mode & 07777, 0640);
+}
+
+static void test_refuse_directory(void **state)
+{
+	struct fx *f = *state;
+	struct stat sb;
+
+	assert_int_equal(mkdir(f->path, 0750), 0);
+	expect_refused(f, -EEXIST, "is a directory, not a socket");
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0750);
+	assert_int_equal(rmdir(f->path), 0); /* still empty */
+}
+
+/* A symlink to a file is refused, never followed: the file keeps its mode
+ * (a chmod by path would have changed it, as root whoever owns it). */
+static void test_refuse_symlink_to_file(void **state)
+{
+	struct fx *f = *state;
+	char target[160];
+	struct stat sb;
+	FILE *fp;
+
+	snprintf(target, sizeof(target), "%s/shadow", f->dir);
+	fp = fopen(target, "w");
+	assert_non_null(fp);
+	fputs("secret", fp);
+	fclose(fp);
+	assert_int_equal(chmod(target, 0600), 0);
+	assert_int_equal(symlink(target, f->path), 0);
+	expect_refused(f, -EEXIST, "is a symbolic link, not a socket");
+	assert_int_equal(lstat(f->path, &sb), 0);
+	assert_true(S_ISLNK(sb.st_mode));
+	assert_int_equal(stat(target, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	assert_int_equal(sb.st_size, 6);
+	assert_int_equal(unlink(target), 0);
+}
+
+/* A symlink to a directory, or to nothing, is refused as well; nothing is
+ * created through it. */
+static void test_refuse_symlink_to_dir(void **state)
+{
+	struct fx *f = *state;
+	char target[160], inside[192];
+	struct stat sb;
+
+	snprintf(target, sizeof(target), "%s/d", f->dir);
+	snprintf(inside, sizeof(inside), "%s/feed.sock", target);
+	assert_int_equal(mkdir(target, 0700), 0);
+	assert_int_equal(symlink(target, f->path), 0);
+	expect_refused(f, -EEXIST, "is a symbolic link, not a socket");
+	assert_int_equal(stat(target, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0700);
+	assert_int_equal(lstat(inside, &sb), -1);
+	assert_int_equal(rmdir(target), 0); /* nothing went in */
+
+	/* Dangling: still refused, and nothing appears where it points. */
+	expect_refused(f, -EEXIST, "is a symbolic link, not a socket");
+	assert_int_equal(lstat(target, &sb), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* The socket is made with its mode, exactly, whatever the umask; the
+ * configured one or 0660. */
+static void test_socket_mode(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *mode;
+		mode_t want;
+		mode_t umask;
+	} m[] = {
+	    {NULL, 0660, 022}, {NULL, 0660, 077},   {NULL, 0660, 0},
+	    {"0600", 0600, 0}, {"0666", 0666, 022}, {"0640", 0640, 027},
+	};
+	struct nlg_err err = {{0}};
+	mode_t old = umask(022);
+
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(m); i++) {
+		fx_conf(f, &f->conf, 0, 0);
+		if (m[i].mode)
+			assert_int_equal(OPS->opts[nlg_opt_find(OPS->opts, "mode", 0)].parse(
+					     &f->conf, m[i].mode, &err),
+					 0);
+		umask(m[i].umask);
+		if (OPS->open(f->loop, &f->conf, &f->u, &err) < 0)
+			fail_msg("open: %s", err.msg);
+		umask(022);
+		expect_feed_at(f, m[i].want);
+		OPS->close(f->u, 0);
+		f->u = NULL;
+		assert_int_equal(access(f->path, F_OK), -1);
+	}
+	umask(old);
+}
+
+/* A path whose private directory's name would not fit sun_path: the socket
+ * is bound through the directory's fd instead. */
+static void test_long_path(void **state)
+{
+	struct fx *f = *state;
+	char sub[128];
+	size_t n = strlen(f->dir);
+
+	/* dir/ddd.../f.sock of 107 bytes, the longest sun_path takes. */
+	memset(sub, 0, sizeof(sub));
+	memcpy(sub, f->dir, n);
+	sub[n] = '/';
+	memset(sub + n + 1, 'd', 107 - n - 1 - 7);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	n = strlen(sub);
+	memcpy(f->path, sub, n);
+	memcpy(f->path + n, "/f.sock", 8);
+	assert_int_equal(strlen(f->path), 107);
+	fx_open(f, 0, 0);
+	expect_feed_at(f, 0660);
+	OPS->close(f->u, 0);
+	f->u = NULL;
+	assert_int_equal(rmdir(sub), 0);
 }
 
 static void test_bad_paths(void **state)
@@ -851,8 +1244,9 @@ static void test_stats_schema(void **state)
 	struct fx *f = *state;
 	const struct nlg_schema *s = OPS->stats_schema;
 	const struct nlg_unix_stats *st;
-	static const char *const names[] = {"frames",  "bytes",	   "dropped",  "gaps",
-					    "clients", "accepted", "rejected", "path"};
+	static const char *const names[] = {"frames",	"bytes",       "dropped",
+					    "gaps",	"unannounced", "clients",
+					    "accepted", "rejected",    "path"};
 	char text[128];
 	struct rd r;
 
@@ -865,7 +1259,7 @@ static void test_stats_schema(void **state)
 		assert_string_equal(s->fields[i].name, names[i]);
 		assert_int_equal(s->fields[i].group, 0);
 		assert_true(s->fields[i].offset + s->fields[i].size <= s->rec_size);
-		assert_int_equal(s->fields[i].type, i < 7 ? NLG_T_U64 : NLG_T_STR);
+		assert_int_equal(s->fields[i].type, i < 8 ? NLG_T_U64 : NLG_T_STR);
 		assert_non_null(s->fields[i].desc);
 	}
 
@@ -889,11 +1283,23 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_frames_in_order, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_client_gap, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_steady_partial_reads, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_gap_burst_then_silence, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_gap_reader_resumes, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_gap_at_shutdown, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unannounced_on_disconnect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_frame, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_socket_replaced, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_socket_of_another_user, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_live_socket_kept, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_live_foreign_socket, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_socket, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_directory, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_symlink_to_file, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_symlink_to_dir, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_socket_mode, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_long_path, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_paths, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_max_clients_mode_close, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_close_spares_successor, fx_setup, fx_teardown),
