@@ -97,6 +97,9 @@ void nlg_gw_leave(struct nlg_gw *gw, lua_State *L);
 #define NLG_HANDLER_FAILS 100
 void nlg_gw_outcome(struct nlg_gw *gw, lua_State *L, int rc, uint32_t *fails, int *ref,
 		    const char *what);
+/* 1 if the running handler was stopped (budget or a stop), for the
+ * sandbox's xpcall guard; 0 also when nlgate is not loaded. */
+int nlg_gw_stopped(lua_State *L);
 /* Raise if the state is closing (a __gc running at reload or exit). */
 void nlg_gw_check_open(lua_State *L, struct nlg_gw *gw, const char *what);
 /* The message handler nlg_gw_call uses: the error with a traceback. */

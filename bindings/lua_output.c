@@ -53,6 +53,12 @@ static struct lua_out *check(lua_State *L)
 	return lo;
 }
 
+static int pack_tramp(lua_State *L)
+{
+	nlg_lua_pack(L, 1, lua_touserdata(L, 2));
+	return 0;
+}
+
 /* out:send(tag, record_or_value) */
 static int l_send(lua_State *L)
 {
@@ -72,7 +78,23 @@ static int l_send(lua_State *L)
 		if (nlg_enc_mp_record(&gw->pk, v->s, v->rec) < 0)
 			return luaL_error(L, "send: out of memory");
 	} else {
-		nlg_lua_pack(L, 3, &gw->pk);
+		/* No collection while the value is walked: a weak table or a
+		 * finalizer would change it between the map's count and its
+		 * entries. */
+		int running = lua_gc(L, LUA_GCISRUNNING);
+		lua_gc(L, LUA_GCSTOP);
+		lua_pushcfunction(L, pack_tramp);
+		lua_pushvalue(L, 3);
+		lua_pushlightuserdata(L, &gw->pk);
+		int rc = lua_pcall(L, 2, 0, 0);
+		if (running)
+			lua_gc(L, LUA_GCRESTART);
+		if (rc != LUA_OK) { /* the script's line, as if raised here */
+			luaL_where(L, 1);
+			lua_insert(L, -2);
+			lua_concat(L, 2);
+			return lua_error(L);
+		}
 	}
 	it.body = gw->enc.data;
 	it.len = gw->enc.len;

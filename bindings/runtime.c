@@ -148,6 +148,16 @@ void nlg_gw_outcome(struct nlg_gw *gw, lua_State *L, int rc, uint32_t *fails, in
 		lua_pop(L, 1);
 }
 
+int nlg_gw_stopped(lua_State *L)
+{
+	struct nlg_gw *gw;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, GW_KEY);
+	gw = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return gw && gw->killed;
+}
+
 void nlg_gw_check_open(lua_State *L, struct nlg_gw *gw, const char *what)
 {
 	if (gw->sealed)

@@ -96,6 +96,57 @@ static int search_text(lua_State *L)
 	return 2;
 }
 
+/* ---- finalizers and message handlers ------------------------------------
+ *
+ * Lua runs __gc finalizers and xpcall message handlers where the count hook
+ * cannot stop them (finalizers run with hooks off; a message handler that
+ * raises is called again for its own error): a loop there would hold the
+ * gateway, at a reload or at exit too. So scripts get no finalizers, and a
+ * handler stopped by the budget does not run its message handler again. */
+
+/* setmetatable(t, mt) as the base library has it, less finalizers; checked
+ * here, not handed on, so errors name the script's line. */
+static int safe_setmetatable(lua_State *L)
+{
+	int t = lua_type(L, 2);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+	if (t == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+		return luaL_error(L, "setmetatable: __gc finalizers are not allowed in scripts");
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
+/* The message handler xpcall is given: upvalue 1 is the script's. Once the
+ * handler is stopped, the error goes through as it is. */
+static int msgh_guard(lua_State *L)
+{
+	if (nlg_gw_stopped(L))
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+static int safe_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, msgh_guard, 1);
+	lua_replace(L, 2);
+	lua_pushvalue(L, lua_upvalueindex(1)); /* the real xpcall */
+	lua_insert(L, 1);
+	lua_call(L, n, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
 /* ---- terminal output ---------------------------------------------------- */
 
 /* io.stdout / io.stderr stand-ins: write and flush, nothing that closes,
@@ -201,6 +252,11 @@ static int build_env(lua_State *L)
 	lua_getglobal(L, "load");
 	lua_pushcclosure(L, safe_load, 1);
 	lua_setfield(L, g, "\x01load"); /* parked while the base is trimmed */
+	lua_pushcfunction(L, safe_setmetatable);
+	lua_setfield(L, g, "setmetatable");
+	lua_getglobal(L, "xpcall");
+	lua_pushcclosure(L, safe_xpcall, 1);
+	lua_setfield(L, g, "xpcall");
 
 	keep(L, os, os_keep);
 	keep(L, io, io_keep);
