@@ -1,6 +1,6 @@
 /* ctnetlink messages into `ct` records: a fast decoder for the attributes
- * events carry (libmnl, read in place) and libnetfilter_conntrack as the
- * reference it falls back to for everything else; and the record filter. */
+ * events carry (libmnl, read in place) that checks all a message holds before
+ * it falls back to the reference, libnetfilter_conntrack; and the filter. */
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
@@ -234,10 +234,19 @@ int nlg_ct_parse_nfct(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struc
  * The rule that keeps the two decoders equal: the fast one decodes only what
  * it models exactly (these attributes, one address family, ports or ICMP but
  * not both) and hands anything else to the reference, nfct_nlmsg_parse().
- * It rejects itself what the reference's length checks reject: on those,
- * libnetfilter_conntrack 1.0.9 prints "ctnetlink kernel ABI is broken" and
- * exits the process. tests/unit/test_conntrack.c compares both decoders on
- * every crafted and mutated message. */
+ *
+ * The rule that keeps the process alive: nothing reaches the reference that
+ * the fast decoder has not walked first, level by level, as the reference
+ * will. libnetfilter_conntrack 1.0.9 (src/conntrack/parse_mnl.c) checks the
+ * length of most attributes it knows, and on a wrong one prints "ctnetlink
+ * kernel ABI is broken" and exits the process; where it does not check, a
+ * few attributes would make it read or write out of bounds. The tables below
+ * are its rules, level by level; a message that breaks one is FAST_BAD and
+ * never handed over. tests/unit/test_conntrack.c crafts a wrong length of
+ * every kind and compares both decoders on crafted and mutated messages;
+ * tests/fuzz/fuzz_ct_parse.c does the same on arbitrary bytes. A newer
+ * libnetfilter_conntrack may parse more: re-read its parse_mnl.c. */
+
 /* libmnl's attribute getters, inlined: through the shared library they were
  * five calls per attribute, a fifth of the decoder's time. The walk itself
  * stays mnl_attr_for_each*. */
@@ -288,16 +297,26 @@ struct fast_tuple {
 
 enum { FAST_BAD = -1, FAST_OK = 0, FAST_NO = 1 };
 
-/* Per attribute type of one level: the reference's length rule (len > 0: at
- * least that many bytes; -1: nested, so empty or a header at least; 0: none)
- * and whether the fast decoder models the type. */
+/* The reference's length rule for one attribute type of a level: a size > 0
+ * is exact (mnl_attr_validate's U8..U64, or validate2's size), else one of
+ * these. */
+enum {
+	LEN_ANY = 0,	/* not checked (or a type the reference ignores) */
+	LEN_NEST = -1,	/* MNL_TYPE_NESTED: empty, or one header at least */
+	LEN_STR = -2,	/* MNL_TYPE_STRING: not empty (its NUL: fast_named) */
+	LEN_NEVER = -3, /* stored past the reference's table: refused whatever its length */
+};
+
+/* Per attribute type of one level: the reference's length rule and whether
+ * the fast decoder models the type. */
 struct fast_rule {
 	int8_t len;
 	uint8_t known;
 };
+
 /* One member of a level into tb[type], the last one winning as in libmnl's
  * parsers. Returns FAST_BAD for a length the reference refuses, FAST_NO for
- * a type not modelled here. */
+ * a type not modelled here. Types past max the reference skips unread. */
 static int fast_one(const struct nlattr *a, const struct fast_rule *rule, unsigned max,
 		    const struct nlattr **tb)
 {
@@ -306,13 +325,20 @@ static int fast_one(const struct nlattr *a, const struct fast_rule *rule, unsign
 
 	if (type > max)
 		return FAST_NO;
-	if (rule[type].len > 0 ? len != rule[type].len
-			       : rule[type].len < 0 && len && len < MNL_ATTR_HDRLEN)
+	if (rule[type].len > 0) { /* most are */
+		if (len != rule[type].len)
+			return FAST_BAD;
+	} else if (rule[type].len == LEN_NEST) {
+		if (len && len < MNL_ATTR_HDRLEN)
+			return FAST_BAD;
+	} else if (rule[type].len == LEN_STR) {
+		if (!len)
+			return FAST_BAD;
+	} else if (rule[type].len == LEN_NEVER) {
 		return FAST_BAD;
-	if (!rule[type].known)
-		return FAST_NO;
+	}
 	tb[type] = a;
-	return FAST_OK;
+	return rule[type].known ? FAST_OK : FAST_NO;
 }
 
 /* BAD anywhere wins over NO anywhere, which wins over OK */
@@ -323,7 +349,8 @@ static int fast_join(int a, int b)
 	return a == FAST_NO || b == FAST_NO ? FAST_NO : FAST_OK;
 }
 
-/* The members of a nested attribute, or of the message when nest is NULL. */
+/* The members of a nested attribute, or of the message when nest is NULL,
+ * into tb (max + 1 slots). */
 static int fast_walk(const struct nlmsghdr *nlh, const struct nlattr *nest,
 		     const struct fast_rule *rule, unsigned max, const struct nlattr **tb)
 {
@@ -339,29 +366,44 @@ static int fast_walk(const struct nlmsghdr *nlh, const struct nlattr *nest,
 	return r;
 }
 
+/* A level of leaves the fast decoder only checks (NULL: absent) */
+#define FAST_CHECK_MAX 4
+static int fast_check(const struct nlattr *nest, const struct fast_rule *rule, unsigned max)
+{
+	const struct nlattr *tb[FAST_CHECK_MAX + 1];
+
+	return nest ? fast_walk(NULL, nest, rule, max, tb) : FAST_OK;
+}
+
+/* The top level. CTA_SYNPROXY and CTA_LABELS the reference reads without a
+ * length check: synproxy's members are checked (fast_check), labels bounded
+ * (FAST_LABELS_MAX). */
 static const struct fast_rule top_rule[CTA_MAX + 1] = {
-    [CTA_TUPLE_ORIG] = {-1, 1},
-    [CTA_TUPLE_REPLY] = {-1, 1},
+    [CTA_TUPLE_ORIG] = {LEN_NEST, 1},
+    [CTA_TUPLE_REPLY] = {LEN_NEST, 1},
     [CTA_STATUS] = {4, 1},
-    [CTA_PROTOINFO] = {-1, 1},
+    [CTA_PROTOINFO] = {LEN_NEST, 1},
     [CTA_TIMEOUT] = {4, 1},
     [CTA_MARK] = {4, 1},
-    [CTA_COUNTERS_ORIG] = {-1, 1},
-    [CTA_COUNTERS_REPLY] = {-1, 1},
+    [CTA_COUNTERS_ORIG] = {LEN_NEST, 1},
+    [CTA_COUNTERS_REPLY] = {LEN_NEST, 1},
     [CTA_USE] = {4, 1},
     [CTA_ID] = {4, 1},
     [CTA_ZONE] = {2, 1},
     [CTA_SECMARK] = {4, 1},
-    [CTA_TIMESTAMP] = {-1, 1},
-    [CTA_LABELS] = {0, 1},
-    [CTA_TUPLE_MASTER] = {-1, 0},
-    [CTA_NAT_SEQ_ADJ_ORIG] = {-1, 0},
-    [CTA_NAT_SEQ_ADJ_REPLY] = {-1, 0},
-    [CTA_HELP] = {-1, 0},
-    [CTA_SECCTX] = {-1, 0},
+    [CTA_TIMESTAMP] = {LEN_NEST, 1},
+    [CTA_LABELS] = {LEN_ANY, 1},
+    [CTA_TUPLE_MASTER] = {LEN_NEST, 0},
+    [CTA_NAT_SEQ_ADJ_ORIG] = {LEN_NEST, 0},
+    [CTA_NAT_SEQ_ADJ_REPLY] = {LEN_NEST, 0},
+    [CTA_HELP] = {LEN_NEST, 0},
+    [CTA_SECCTX] = {LEN_NEST, 0},
+    [CTA_SYNPROXY] = {LEN_ANY, 0},
 };
+/* orig, reply and master alike; the tuple's own zone is not in the record */
 static const struct fast_rule tuple_rule[CTA_TUPLE_MAX + 1] = {
-    [CTA_TUPLE_IP] = {-1, 1}, [CTA_TUPLE_PROTO] = {-1, 1}};
+    [CTA_TUPLE_IP] = {LEN_NEST, 1}, [CTA_TUPLE_PROTO] = {LEN_NEST, 1}, [CTA_TUPLE_ZONE] = {2, 0}};
+/* both families' lengths are checked whatever the message's family */
 static const struct fast_rule ip4_rule[CTA_IP_MAX + 1] = {[CTA_IP_V4_SRC] = {4, 1},
 							  [CTA_IP_V4_DST] = {4, 1},
 							  [CTA_IP_V6_SRC] = {16, 0},
@@ -383,16 +425,67 @@ static const struct fast_rule counters_rule[CTA_COUNTERS_MAX + 1] = {
     [CTA_COUNTERS32_BYTES] = {4, 1}};
 static const struct fast_rule ts_rule[CTA_TIMESTAMP_MAX + 1] = {
     [CTA_TIMESTAMP_START] = {8, 1}, [CTA_TIMESTAMP_STOP] = {8, 1}};
-/* the reference bounds this level by CTA_PROTOINFO_TCP_MAX, past its own
- * table: anything but TCP is left to it */
-static const struct fast_rule pinfo_rule[CTA_PROTOINFO_MAX + 1] = {
-    [CTA_PROTOINFO_TCP] = {-1, 1}, [CTA_PROTOINFO_DCCP] = {-1, 0}, [CTA_PROTOINFO_SCTP] = {-1, 0}};
+/* The reference bounds this level by CTA_PROTOINFO_TCP_MAX but keeps it in a
+ * table of CTA_PROTOINFO_MAX + 1: the types between land past its end, on
+ * the stack. */
+_Static_assert(CTA_PROTOINFO_TCP_MAX == CTA_PROTOINFO_MAX + 2,
+	       "protoinfo: the types the reference stores out of bounds moved");
+static const struct fast_rule pinfo_rule[CTA_PROTOINFO_TCP_MAX + 1] = {
+    [CTA_PROTOINFO_TCP] = {LEN_NEST, 1},
+    [CTA_PROTOINFO_DCCP] = {LEN_NEST, 0},
+    [CTA_PROTOINFO_SCTP] = {LEN_NEST, 0},
+    [CTA_PROTOINFO_MAX + 1] = {LEN_NEVER, 0},
+    [CTA_PROTOINFO_MAX + 2] = {LEN_NEVER, 0}};
 static const struct fast_rule tcp_rule[CTA_PROTOINFO_TCP_MAX + 1] = {
     [CTA_PROTOINFO_TCP_STATE] = {1, 1},
     [CTA_PROTOINFO_TCP_WSCALE_ORIGINAL] = {1, 1},
     [CTA_PROTOINFO_TCP_WSCALE_REPLY] = {1, 1},
     [CTA_PROTOINFO_TCP_FLAGS_ORIGINAL] = {2, 1},
     [CTA_PROTOINFO_TCP_FLAGS_REPLY] = {2, 1}};
+/* Levels only checked: the record has nothing of them, so their presence
+ * hands the message to the reference. */
+_Static_assert(CTA_PROTOINFO_SCTP_MAX <= FAST_CHECK_MAX &&
+		   CTA_PROTOINFO_DCCP_MAX <= FAST_CHECK_MAX && CTA_NAT_SEQ_MAX <= FAST_CHECK_MAX &&
+		   CTA_SYNPROXY_MAX <= FAST_CHECK_MAX,
+	       "fast_check: tb too small");
+static const struct fast_rule sctp_rule[CTA_PROTOINFO_SCTP_MAX + 1] = {
+    [CTA_PROTOINFO_SCTP_STATE] = {1, 0},
+    [CTA_PROTOINFO_SCTP_VTAG_ORIGINAL] = {4, 0},
+    [CTA_PROTOINFO_SCTP_VTAG_REPLY] = {4, 0}};
+static const struct fast_rule dccp_rule[CTA_PROTOINFO_DCCP_MAX + 1] = {
+    [CTA_PROTOINFO_DCCP_STATE] = {1, 0},
+    [CTA_PROTOINFO_DCCP_ROLE] = {1, 0},
+    [CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ] = {8, 0}};
+static const struct fast_rule natseq_rule[CTA_NAT_SEQ_MAX + 1] = {
+    [CTA_NAT_SEQ_CORRECTION_POS] = {4, 0},
+    [CTA_NAT_SEQ_OFFSET_BEFORE] = {4, 0},
+    [CTA_NAT_SEQ_OFFSET_AFTER] = {4, 0}};
+static const struct fast_rule synproxy_rule[CTA_SYNPROXY_MAX + 1] = {
+    [CTA_SYNPROXY_ISN] = {4, 0}, [CTA_SYNPROXY_ITS] = {4, 0}, [CTA_SYNPROXY_TSOFF] = {4, 0}};
+/* CTA_HELP_INFO: copied whatever its length */
+static const struct fast_rule help_rule[CTA_HELP_MAX + 1] = {[CTA_HELP_NAME] = {LEN_STR, 0}};
+static const struct fast_rule secctx_rule[CTA_SECCTX_MAX + 1] = {[CTA_SECCTX_NAME] = {LEN_STR, 0}};
+
+/* nfct_bitmask_new() refuses more than 65536 bits: the reference fails */
+#define FAST_LABELS_MAX (65536 / 8)
+
+/* CTA_HELP and CTA_SECCTX: the reference reads the last name of the level as
+ * a C string (snprintf "%s", strdup), having checked only that it is not
+ * empty. Without its NUL it would be read past the attribute's end. */
+static int fast_named(const struct nlattr *nest, const struct fast_rule *rule, unsigned max,
+		      unsigned name)
+{
+	const struct nlattr *tb[CTA_HELP_MAX + 1] = {0};
+	int r;
+
+	_Static_assert(CTA_SECCTX_MAX <= CTA_HELP_MAX, "fast_named: tb too small");
+	if (!nest)
+		return FAST_OK;
+	r = fast_walk(NULL, nest, rule, max, tb);
+	if (tb[name] && !memchr(attr_data(tb[name]), 0, attr_len(tb[name])))
+		return FAST_BAD;
+	return r;
+}
 
 static int fast_tuple(const struct nlattr *attr, int family, struct fast_tuple *t)
 {
@@ -457,12 +550,31 @@ static void fast_counter(const struct nlattr **tb, int a64, int a32, uint64_t *o
 		*out = ntohl(attr_u32(tb[a32]));
 }
 
+/* The levels only checked: any of them makes the message FAST_NO already,
+ * so only then are they looked for. */
+static int fast_rest(const struct nlattr *const *tb, const struct nlattr *const *pi, int family)
+{
+	struct fast_tuple m;
+	int r = FAST_OK;
+
+	if (tb[CTA_TUPLE_MASTER])
+		r = fast_join(r, fast_tuple(tb[CTA_TUPLE_MASTER], family, &m));
+	r = fast_join(r, fast_check(tb[CTA_NAT_SEQ_ADJ_ORIG], natseq_rule, CTA_NAT_SEQ_MAX));
+	r = fast_join(r, fast_check(tb[CTA_NAT_SEQ_ADJ_REPLY], natseq_rule, CTA_NAT_SEQ_MAX));
+	r = fast_join(r, fast_check(tb[CTA_SYNPROXY], synproxy_rule, CTA_SYNPROXY_MAX));
+	r = fast_join(r, fast_check(pi[CTA_PROTOINFO_SCTP], sctp_rule, CTA_PROTOINFO_SCTP_MAX));
+	r = fast_join(r, fast_check(pi[CTA_PROTOINFO_DCCP], dccp_rule, CTA_PROTOINFO_DCCP_MAX));
+	r = fast_join(r, fast_named(tb[CTA_HELP], help_rule, CTA_HELP_MAX, CTA_HELP_NAME));
+	r = fast_join(r, fast_named(tb[CTA_SECCTX], secctx_rule, CTA_SECCTX_MAX, CTA_SECCTX_NAME));
+	return r;
+}
+
 int nlg_ct_decode(const struct nlmsghdr *nlh, struct nlg_ct *out)
 {
 	const struct nlattr *tb[CTA_MAX + 1] = {0}, *co[CTA_COUNTERS_MAX + 1] = {0},
 					  *cr[CTA_COUNTERS_MAX + 1] = {0},
 					  *ts[CTA_TIMESTAMP_MAX + 1] = {0},
-					  *pi[CTA_PROTOINFO_MAX + 1] = {0},
+					  *pi[CTA_PROTOINFO_TCP_MAX + 1] = {0},
 					  *tcp[CTA_PROTOINFO_TCP_MAX + 1] = {0};
 	const struct nfgenmsg *nfg;
 	struct fast_tuple o, r;
@@ -499,10 +611,14 @@ int nlg_ct_decode(const struct nlmsghdr *nlh, struct nlg_ct *out)
 				fast_walk(NULL, tb[CTA_TIMESTAMP], ts_rule, CTA_TIMESTAMP_MAX, ts));
 	if (tb[CTA_PROTOINFO])
 		res = fast_join(
-		    res, fast_walk(NULL, tb[CTA_PROTOINFO], pinfo_rule, CTA_PROTOINFO_MAX, pi));
+		    res, fast_walk(NULL, tb[CTA_PROTOINFO], pinfo_rule, CTA_PROTOINFO_TCP_MAX, pi));
 	if (pi[CTA_PROTOINFO_TCP])
 		res = fast_join(res, fast_walk(NULL, pi[CTA_PROTOINFO_TCP], tcp_rule,
 					       CTA_PROTOINFO_TCP_MAX, tcp));
+	if (tb[CTA_LABELS] && attr_len(tb[CTA_LABELS]) > FAST_LABELS_MAX)
+		res = FAST_BAD;
+	if (res == FAST_NO)
+		res = fast_join(res, fast_rest(tb, pi, family));
 	if (res != FAST_OK)
 		return res;
 	if (!tb[CTA_TUPLE_ORIG] || !o.num || !o.src || !o.dst)

@@ -164,15 +164,23 @@ struct nlg_ct_parser;
 struct nlg_ct_parser *nlg_ct_parser_new(void);
 void nlg_ct_parser_free(struct nlg_ct_parser *p);
 /* Decode one ctnetlink message (event or dump reply) into out. -EPROTO (err
- * filled) for anything malformed or not a conntrack message. */
+ * filled) for anything malformed or not a conntrack message; whatever the
+ * bytes, it returns (the source counts the message as bad and skips it). */
 int nlg_ct_parse(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
 		 struct nlg_err *err);
 /* The two decoders behind nlg_ct_parse. nlg_ct_decode reads the attributes
- * events carry in place with libmnl: 0 once out is filled; 1 for a message
- * it does not model (other attributes, anything odd), which nlg_ct_parse
- * hands to nlg_ct_parse_nfct, the reference (libnetfilter_conntrack); -1 for
- * attributes of lengths the reference refuses (libnetfilter_conntrack 1.0.9
- * exits the process on those). The unit tests hold the two equal. */
+ * events carry in place with libmnl, and first walks every attribute and
+ * nest the reference would read, checking each against the reference's own
+ * rules. It returns 0 once out is filled; 1 for a well-formed message it
+ * does not model (master tuple, helper, NAT sequence, SCTP/DCCP state, ...),
+ * which nlg_ct_parse hands to nlg_ct_parse_nfct, the reference
+ * (libnetfilter_conntrack); -1 for a message the reference must not see: an
+ * attribute of a length it refuses (libnetfilter_conntrack 1.0.9 exits the
+ * process on those) or that it would read or write out of bounds (a name
+ * without its NUL, a protoinfo type past its table), or one it fails on.
+ * nlg_ct_parse_nfct alone does no such check: call it only on a message
+ * nlg_ct_decode did not refuse. The unit tests and tests/fuzz/fuzz_ct_parse.c
+ * hold the two equal. */
 int nlg_ct_decode(const struct nlmsghdr *nlh, struct nlg_ct *out);
 int nlg_ct_parse_nfct(struct nlg_ct_parser *p, const struct nlmsghdr *nlh, struct nlg_ct *out,
 		      struct nlg_err *err);

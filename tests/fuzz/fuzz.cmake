@@ -2,9 +2,15 @@
 # tests/fuzz/fuzz_<name>.c plus the core sources compiled by clang in one step
 # (whatever compiler builds the rest), registered as the ctest fuzz/<name>.
 
-set(NLG_FUZZERS nl_parse frame_json)
+set(NLG_FUZZERS nl_parse frame_json ct_parse)
 set(NLG_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
 file(MAKE_DIRECTORY ${NLG_FUZZ_DIR})
+
+# Writes the well-formed seeds of corpus/ct_parse/ (regress-* there are the
+# fuzzer's finds); any compiler builds it, it is no fuzzer:
+#   fuzz_gen_ct tests/fuzz/corpus/ct_parse
+add_executable(fuzz_gen_ct ${CMAKE_SOURCE_DIR}/tests/fuzz/gen_ct.c)
+target_link_libraries(fuzz_gen_ct PRIVATE nlgcore)
 
 # clang alone is not enough: Debian ships libFuzzer's runtime separately.
 find_program(NLG_CLANG NAMES clang clang-18 clang-17 clang-16 clang-15 clang-14)
@@ -46,7 +52,9 @@ set(NLG_FUZZ_LIBS ${MNL_LDFLAGS} ${NFCT_LDFLAGS} ${MSGPACK_LDFLAGS})
 # working corpus in the build dir that libFuzzer grows (the first directory).
 set(NLG_FUZZ_SEEDS_nl_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/nl)
 set(NLG_FUZZ_SEEDS_frame_json ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/frame)
-file(MAKE_DIRECTORY ${NLG_FUZZ_DIR}/corpus_nl_parse ${NLG_FUZZ_DIR}/corpus_frame_json)
+set(NLG_FUZZ_SEEDS_ct_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/ct_parse)
+file(MAKE_DIRECTORY ${NLG_FUZZ_DIR}/corpus_nl_parse ${NLG_FUZZ_DIR}/corpus_frame_json
+     ${NLG_FUZZ_DIR}/corpus_ct_parse)
 file(GLOB NLG_FUZZ_FIXTURES ${CMAKE_SOURCE_DIR}/tests/fixtures/sock_*.bin)
 file(COPY ${NLG_FUZZ_FIXTURES} DESTINATION ${NLG_FUZZ_DIR}/corpus_nl_parse)
 
