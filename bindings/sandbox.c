@@ -101,7 +101,8 @@ static int search_text(lua_State *L)
  * Lua runs __gc finalizers and xpcall message handlers where the count hook
  * cannot stop them (finalizers run with hooks off; a message handler that
  * raises is called again for its own error): a loop there would hold the
- * gateway, at a reload or at exit too. So scripts get no finalizers, and a
+ * gateway, at a reload or at exit too. So scripts get no finalizers and no
+ * __close (run when a coroutine killed by the budget is closed), and a
  * handler stopped by the budget does not run its message handler again. */
 
 /* setmetatable(t, mt) as the base library has it, less finalizers; checked
@@ -112,8 +113,19 @@ static int safe_setmetatable(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
-	if (t == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
-		return luaL_error(L, "setmetatable: __gc finalizers are not allowed in scripts");
+	/* Raw lookups, as Lua's own: an __index on the metatable must not
+	 * get to plant a __gc while we look. __close runs at the same places
+	 * (a coroutine closed after a budget kill, an error unwinding). */
+	if (t == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __gc finalizers are not allowed in "
+					     "scripts");
+		lua_pushliteral(L, "__close");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __close metamethods are not allowed in "
+					     "scripts");
+	}
 	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
 		return luaL_error(L, "cannot change a protected metatable");
 	lua_settop(L, 2);
