@@ -129,6 +129,11 @@ void nlg_house_remove(struct nlg_house *h, struct nlg_inst *in);
  * takes, like a source's filter). Raises "what: message". */
 void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *conf,
 		     const char *const *extra, const char *what);
+/* A constructor's options: the table at index 1 (absent: empty) read into
+ * a zeroed conf of conf_size bytes, a userdata left at index 2 so a raise
+ * leaks nothing; returns it. */
+void *nlg_lua_conf(lua_State *L, const struct nlg_opt *opts, size_t conf_size,
+		   const char *const *extra, const char *what);
 /* Push a record of a counters schema as a table (fields by name). */
 void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void *rec);
 

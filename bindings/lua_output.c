@@ -178,15 +178,7 @@ static int l_new(lua_State *L)
 		lua_setfield(L, -2, ops->opts[0].name);
 		lua_replace(L, 1);
 	}
-	if (lua_isnoneornil(L, 1)) {
-		lua_settop(L, 0);
-		lua_newtable(L);
-	}
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	conf = lua_newuserdatauv(L, ops->conf_size ? ops->conf_size : 1, 0); /* 2 */
-	memset(conf, 0, ops->conf_size ? ops->conf_size : 1);
-	nlg_lua_options(L, 1, ops->opts, conf, NULL, name);
+	conf = nlg_lua_conf(L, ops->opts, ops->conf_size, NULL, name); /* at 2 */
 
 	lo = lua_newuserdatauv(L, sizeof(*lo), 0); /* 3 */
 	memset(lo, 0, sizeof(*lo));

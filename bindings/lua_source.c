@@ -465,16 +465,7 @@ static int l_new(lua_State *L)
 
 	snprintf(name, sizeof(name), "gw.%s", ops->name);
 	nlg_gw_check_open(L, gw, name);
-	if (lua_isnoneornil(L, 1)) {
-		lua_settop(L, 0);
-		lua_newtable(L);
-	}
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	/* conf lives in a userdata until it is copied: a raise leaks nothing. */
-	conf = lua_newuserdatauv(L, ops->conf_size ? ops->conf_size : 1, 0); /* 2 */
-	memset(conf, 0, ops->conf_size ? ops->conf_size : 1);
-	nlg_lua_options(L, 1, ops->opts, conf, extra, name);
+	conf = nlg_lua_conf(L, ops->opts, ops->conf_size, extra, name); /* at 2 */
 	if (lua_getfield(L, 1, "filter") != LUA_TNIL && !lua_isfunction(L, -1))
 		return luaL_error(L, "%s: bad filter (function expected)", name);
 	lua_pop(L, 1);

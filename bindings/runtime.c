@@ -408,6 +408,23 @@ void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *co
 	lua_settop(L, top);
 }
 
+void *nlg_lua_conf(lua_State *L, const struct nlg_opt *opts, size_t conf_size,
+		   const char *const *extra, const char *what)
+{
+	void *conf;
+
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	conf = lua_newuserdatauv(L, conf_size ? conf_size : 1, 0);
+	memset(conf, 0, conf_size ? conf_size : 1);
+	nlg_lua_options(L, 1, opts, conf, extra, what);
+	return conf;
+}
+
 /* ---- small helpers --------------------------------------------------------- */
 
 uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what)
@@ -421,7 +438,7 @@ uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what)
 		return (uint64_t)(v * 1000);
 	}
 	const char *s = luaL_checkstring(L, idx);
-	if (nlg_parse_duration_ms(s, &ms) < 0)
+	if (nlg_parse_duration(s, "s", &ms) < 0)
 		luaL_error(L, "%s: bad duration '%s' (use e.g. 500ms, 2s, 1m)", what, s);
 	return ms;
 }

@@ -1,5 +1,5 @@
 /* The error contract and small helpers every module shares:
- * error messages, clocks, and duration parsing for the script API. */
+ * error messages, logging and clocks. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,31 +56,4 @@ uint64_t nlg_realtime_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int nlg_parse_duration_ms(const char *s, uint64_t *ms)
-{
-	char *end;
-	double v;
-
-	if (!s || !*s)
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	if (!strcmp(end, "ms"))
-		;
-	else if (!*end || !strcmp(end, "s"))
-		v *= 1000;
-	else if (!strcmp(end, "m"))
-		v *= 60 * 1000;
-	else if (!strcmp(end, "h"))
-		v *= 3600 * 1000;
-	else
-		return -EINVAL;
-	if (v > 1e15)
-		return -ERANGE;
-	*ms = (uint64_t)v;
-	return 0;
 }

@@ -194,6 +194,14 @@ int nlg_parse_size(const char *s, uint64_t *bytes)
 	return 0;
 }
 
+int nlg_parse_netns(const char *s, char *out, size_t len, struct nlg_err *err)
+{
+	if (!*s || strchr(s, '/') || strlen(s) >= len)
+		return nlg_err_set(err, EINVAL, "bad netns '%s' (a name under /run/netns)", s);
+	snprintf(out, len, "%s", s);
+	return 0;
+}
+
 static const char *const dur_units[] = {"ms", "s", "m", "h"};
 static const uint64_t dur_mults[] = {1, 1000, 60 * 1000, 3600 * 1000};
 

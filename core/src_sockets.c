@@ -66,10 +66,7 @@ static int parse_netns(void *conf, const char *text, struct nlg_err *err)
 {
 	struct sockets_conf *c = conf;
 
-	if (!*text || strchr(text, '/') || strlen(text) >= sizeof(c->netns))
-		return nlg_err_set(err, EINVAL, "bad netns '%s' (a name under /run/netns)", text);
-	snprintf(c->netns, sizeof(c->netns), "%s", text);
-	return 0;
+	return nlg_parse_netns(text, c->netns, sizeof(c->netns), err);
 }
 
 #define OFF(m) offsetof(struct sockets_conf, m)

@@ -28,9 +28,6 @@ void nlg_vlog(const char *prefix, const char *fmt, va_list ap);
 uint64_t nlg_now_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
 uint64_t nlg_realtime_ns(void); /* CLOCK_REALTIME, nanoseconds */
 
-/* Parse "500ms", "2s", "1m", "1h" or a bare number of seconds; -EINVAL if bad. */
-int nlg_parse_duration_ms(const char *s, uint64_t *ms);
-
 #define NLG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define NLG_UNUSED(x)	  (void)(x)
 

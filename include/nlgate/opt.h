@@ -82,6 +82,9 @@ void nlg_opt_help(FILE *f, const struct nlg_opt *opts, enum nlg_opt_ctx ctx);
 int nlg_parse_bool(const char *s, int *v);
 int nlg_parse_size(const char *s, uint64_t *bytes);
 int nlg_parse_uint(const char *s, uint64_t *v); /* decimal or 0x hex */
+/* A network namespace's name (a file under /run/netns) into out[len]:
+ * "bad netns 'TEXT' (...)" for an empty name, a slash or one too long. */
+int nlg_parse_netns(const char *s, char *out, size_t len, struct nlg_err *err);
 /* Duration where a bare number is in unit ("s" or "ms"). */
 int nlg_parse_duration(const char *s, const char *unit, uint64_t *ms);
 
