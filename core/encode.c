@@ -230,7 +230,7 @@ static int mp_value_text(msgpack_packer *pk, const struct nlg_field *f, const vo
 		return mp_str(pk, name, strlen(name));
 	}
 	case NLG_T_FLAGS:
-		return mp_flags(pk, f, *(const uint32_t *)p);
+		return mp_flags(pk, f, nlg_field_flags(f, rec));
 	case NLG_T_ADDR: {
 		const struct nlg_addr *a = (const struct nlg_addr *)p;
 		char text[INET6_ADDRSTRLEN];
@@ -561,7 +561,7 @@ static int json_value(struct nlg_buf *b, const struct nlg_field *f, const void *
 		return name ? nlg_json_str(b, name, strlen(name)) : json_u64(b, v);
 	}
 	case NLG_T_FLAGS:
-		return json_flags(b, f, *(const uint32_t *)p);
+		return json_flags(b, f, nlg_field_flags(f, rec));
 	case NLG_T_ADDR: {
 		const struct nlg_addr *a = (const struct nlg_addr *)p;
 		char text[INET6_ADDRSTRLEN];

@@ -15,6 +15,8 @@
 #ifdef NLGATE_HAVE_CT
 extern struct nlg_schema nlg_ct_schema;
 #endif
+extern struct nlg_schema nlg_pkt_schema;  /* packet.h */
+extern struct nlg_schema nlg_flow_schema; /* packet.h */
 
 /* The record kinds every build has; sources and outputs register their
  * counters' kinds, and tests their fakes, through nlg_schema_register. */
@@ -23,6 +25,28 @@ static struct nlg_schema *const builtin[] = {
 #ifdef NLGATE_HAVE_CT
     &nlg_ct_schema,
 #endif
+    &nlg_pkt_schema,
+    &nlg_flow_schema,
+};
+
+/* Names more than one kind uses (ct, pkt, flow; sock's family). */
+const char *const nlg_family_names[] = {
+    "unspec", "unix", "inet", "3", "4", "5", "6", "7", "8", "9", "inet6", NULL,
+};
+/* Indexed by IP protocol number; unnamed numbers print as themselves. */
+const char *const nlg_ipproto_names[] = {
+    "ip",   "icmp", "igmp", "3",   "ipip",    "5",    "tcp", "7",   "8",   "9",	   "10",     "11",
+    "12",   "13",   "14",   "15",  "16",      "udp",  "18",  "19",  "20",  "21",   "22",     "23",
+    "24",   "25",   "26",   "27",  "28",      "29",   "30",  "31",  "32",  "dccp", "34",     "35",
+    "36",   "37",   "38",   "39",  "40",      "ipv6", "42",  "43",  "44",  "45",   "46",     "gre",
+    "48",   "49",   "esp",  "ah",  "52",      "53",   "54",  "55",  "56",  "57",   "icmpv6", "59",
+    "60",   "61",   "62",   "63",  "64",      "65",   "66",  "67",  "68",  "69",   "70",     "71",
+    "72",   "73",   "74",   "75",  "76",      "77",   "78",  "79",  "80",  "81",   "82",     "83",
+    "84",   "85",   "86",   "87",  "88",      "89",   "90",  "91",  "92",  "93",   "94",     "95",
+    "96",   "97",   "98",   "99",  "100",     "101",  "102", "pim", "104", "105",  "106",    "107",
+    "108",  "109",  "110",  "111", "112",     "113",  "114", "115", "116", "117",  "118",    "119",
+    "120",  "121",  "122",  "123", "124",     "125",  "126", "127", "128", "129",  "130",    "131",
+    "sctp", "133",  "134",  "135", "udplite", NULL,
 };
 
 #define NLG_SCHEMA_MAX 64
@@ -131,8 +155,9 @@ int64_t nlg_field_int(const struct nlg_field *f, const void *rec)
 	case NLG_T_U16:
 		return *(const uint16_t *)p;
 	case NLG_T_U32:
-	case NLG_T_FLAGS:
 		return *(const uint32_t *)p;
+	case NLG_T_FLAGS:
+		return nlg_field_flags(f, rec);
 	case NLG_T_U64:
 		return (int64_t) * (const uint64_t *)p;
 	case NLG_T_I32:
@@ -188,7 +213,7 @@ size_t nlg_field_text(const struct nlg_field *f, const void *rec, char *buf, siz
 		break;
 	}
 	case NLG_T_FLAGS:
-		return flags_text(f, *(const uint32_t *)p, buf, len);
+		return flags_text(f, nlg_field_flags(f, rec), buf, len);
 	case NLG_T_HEX:
 		for (size_t i = 0; i < f->size && 2 * i + 2 < len; i++)
 			n += snprintf(buf + 2 * i, len - 2 * i, "%02x", (uint8_t)p[i]);

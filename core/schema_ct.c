@@ -17,24 +17,6 @@
 	}
 
 static const char *const event_names[] = {"new", "update", "destroy", NULL};
-static const char *const family_names[] = {
-    "unspec", "unix", "inet", "3", "4", "5", "6", "7", "8", "9", "inet6", NULL,
-};
-/* Indexed by IP protocol number; unnamed numbers print as themselves. */
-static const char *const proto_names[] = {
-    "ip",   "icmp", "igmp", "3",   "ipip",    "5",    "tcp", "7",   "8",   "9",	   "10",     "11",
-    "12",   "13",   "14",   "15",  "16",      "udp",  "18",  "19",  "20",  "21",   "22",     "23",
-    "24",   "25",   "26",   "27",  "28",      "29",   "30",  "31",  "32",  "dccp", "34",     "35",
-    "36",   "37",   "38",   "39",  "40",      "ipv6", "42",  "43",  "44",  "45",   "46",     "gre",
-    "48",   "49",   "esp",  "ah",  "52",      "53",   "54",  "55",  "56",  "57",   "icmpv6", "59",
-    "60",   "61",   "62",   "63",  "64",      "65",   "66",  "67",  "68",  "69",   "70",     "71",
-    "72",   "73",   "74",   "75",  "76",      "77",   "78",  "79",  "80",  "81",   "82",     "83",
-    "84",   "85",   "86",   "87",  "88",      "89",   "90",  "91",  "92",  "93",   "94",     "95",
-    "96",   "97",   "98",   "99",  "100",     "101",  "102", "pim", "104", "105",  "106",    "107",
-    "108",  "109",  "110",  "111", "112",     "113",  "114", "115", "116", "117",  "118",    "119",
-    "120",  "121",  "122",  "123", "124",     "125",  "126", "127", "128", "129",  "130",    "131",
-    "sctp", "133",  "134",  "135", "udplite", NULL,
-};
 /* TCP_CONNTRACK_*, as conntrack -L prints them. */
 static const char *const tcp_state_names[] = {
     "NONE",	"SYN_SENT",  "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
@@ -51,8 +33,8 @@ static const char *const status_names[] = {
 static const struct nlg_field ct_fields[] = {
     E("event", NLG_T_ENUM, event, event_names, 0, "event type: new, update or destroy"),
     F("id", NLG_T_U32, id, 0, "conntrack id (unique among live flows)"),
-    E("family", NLG_T_ENUM, family, family_names, 0, "address family: inet or inet6"),
-    E("proto", NLG_T_ENUM, proto, proto_names, 0, "layer-4 protocol (tcp, udp, icmp, ...)"),
+    E("family", NLG_T_ENUM, family, nlg_family_names, 0, "address family: inet or inet6"),
+    E("proto", NLG_T_ENUM, proto, nlg_ipproto_names, 0, "layer-4 protocol (tcp, udp, icmp, ...)"),
     F("orig_src", NLG_T_ADDR, orig_src, 0, "original direction: source address"),
     F("orig_dst", NLG_T_ADDR, orig_dst, 0, "original direction: destination address"),
     F("orig_sport", NLG_T_U16, orig_sport, NLG_CT_HAS_PORTS, "original direction: source port"),

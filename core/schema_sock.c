@@ -23,10 +23,6 @@ static const char *const state_names[] = {
     "FIN-WAIT-2", "TIME-WAIT", "UNCONN",   "CLOSE-WAIT",     "LAST-ACK",
     "LISTEN",	  "CLOSING",   "SYN-RECV", "BOUND-INACTIVE", NULL,
 };
-static const char *const family_names[] = {
-    [0] = "unspec", [1] = "unix", [2] = "inet", [3] = "3", [4] = "4",	   [5] = "5",
-    [6] = "6",	    [7] = "7",	  [8] = "8",	[9] = "9", [10] = "inet6", NULL,
-};
 static const char *const proto_names[] = {"0", "tcp", "udp", "mptcp", NULL};
 static const char *const ca_state_names[] = {
     "open", "disorder", "cwr", "recovery", "loss", NULL,
@@ -36,7 +32,7 @@ static const char *const timer_names[] = {
 };
 
 static const struct nlg_field sock_fields[] = {
-    E("family", family, family_names, 0, "address family: inet or inet6"),
+    E("family", family, nlg_family_names, 0, "address family: inet or inet6"),
     E("proto", proto, proto_names, 0, "transport protocol: tcp, udp or mptcp"),
     E("state", state, state_names, 0, "socket state as ss names it (ESTAB, LISTEN, UNCONN, ...)"),
     F("src", NLG_T_ADDR, src, 0, "local address"),

@@ -18,7 +18,8 @@ enum nlg_ftype {
 	NLG_T_ENUM,  /* uint8_t index into field->names; out of range → its number */
 	NLG_T_ADDR,  /* struct nlg_addr, rendered as text ("127.0.0.1", "::1") */
 	NLG_T_STR,   /* char[size], NUL-terminated */
-	NLG_T_FLAGS, /* uint32_t bitmask, rendered as "A|B|C" using field->names by bit */
+	NLG_T_FLAGS, /* bitmask of 1, 2 or 4 bytes (the field's size), rendered as "A|B|C"
+		      * using field->names by bit: nlg_field_flags() reads it */
 	NLG_T_HEX,   /* uint8_t[size], rendered as lowercase hex text */
 };
 
@@ -83,6 +84,23 @@ static inline int nlg_field_present(const struct nlg_schema *s, const struct nlg
 		return 1;
 	return (*(const uint64_t *)((const char *)rec + s->present_off) & f->group) != 0;
 }
+
+/* An NLG_T_FLAGS field's bits, whatever its width (tcp_flags is a byte). */
+static inline uint32_t nlg_field_flags(const struct nlg_field *f, const void *rec)
+{
+	const char *p = (const char *)rec + f->offset;
+
+	if (f->size == 1)
+		return *(const uint8_t *)p;
+	if (f->size == 2)
+		return *(const uint16_t *)p;
+	return *(const uint32_t *)p;
+}
+
+/* Names several kinds share, NULL-terminated: address families by AF_*
+ * number ("inet", "inet6"), IP protocols by number ("tcp", "icmpv6", ...). */
+extern const char *const nlg_family_names[];
+extern const char *const nlg_ipproto_names[];
 
 /* The type's short name ("u32", "addr", ...), for `nlgate fields`. */
 const char *nlg_ftype_name(enum nlg_ftype t);

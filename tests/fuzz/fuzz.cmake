@@ -2,7 +2,7 @@
 # tests/fuzz/fuzz_<name>.c plus the core sources compiled by clang in one step
 # (whatever compiler builds the rest), registered as the ctest fuzz/<name>.
 
-set(NLG_FUZZERS nl_parse frame_json ct_parse)
+set(NLG_FUZZERS nl_parse frame_json ct_parse decode)
 set(NLG_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
 file(MAKE_DIRECTORY ${NLG_FUZZ_DIR})
 
@@ -11,6 +11,9 @@ file(MAKE_DIRECTORY ${NLG_FUZZ_DIR})
 #   fuzz_gen_ct tests/fuzz/corpus/ct_parse
 add_executable(fuzz_gen_ct ${CMAKE_SOURCE_DIR}/tests/fuzz/gen_ct.c)
 target_link_libraries(fuzz_gen_ct PRIVATE nlgcore)
+# Likewise the frames of corpus/decode/: fuzz_gen_decode tests/fuzz/corpus/decode
+add_executable(fuzz_gen_decode ${CMAKE_SOURCE_DIR}/tests/fuzz/gen_decode.c)
+target_link_libraries(fuzz_gen_decode PRIVATE nlgcore)
 
 # clang alone is not enough: Debian ships libFuzzer's runtime separately.
 find_program(NLG_CLANG NAMES clang clang-18 clang-17 clang-16 clang-15 clang-14)
@@ -53,8 +56,9 @@ set(NLG_FUZZ_LIBS ${MNL_LDFLAGS} ${NFCT_LDFLAGS} ${MSGPACK_LDFLAGS})
 set(NLG_FUZZ_SEEDS_nl_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/nl)
 set(NLG_FUZZ_SEEDS_frame_json ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/frame)
 set(NLG_FUZZ_SEEDS_ct_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/ct_parse)
+set(NLG_FUZZ_SEEDS_decode ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/decode)
 file(MAKE_DIRECTORY ${NLG_FUZZ_DIR}/corpus_nl_parse ${NLG_FUZZ_DIR}/corpus_frame_json
-     ${NLG_FUZZ_DIR}/corpus_ct_parse)
+     ${NLG_FUZZ_DIR}/corpus_ct_parse ${NLG_FUZZ_DIR}/corpus_decode)
 file(GLOB NLG_FUZZ_FIXTURES ${CMAKE_SOURCE_DIR}/tests/fixtures/sock_*.bin)
 file(COPY ${NLG_FUZZ_FIXTURES} DESTINATION ${NLG_FUZZ_DIR}/corpus_nl_parse)
 
