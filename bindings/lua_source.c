@@ -15,7 +15,8 @@
 struct lua_src {
 	struct nlg_gw *gw;
 	const struct nlg_source_ops *ops;
-	struct nlg_inst *inst; /* NULL once closed (or handed to a new state) */
+	const struct nlg_schema *schema; /* the kind it emits with its options */
+	struct nlg_inst *inst;		 /* NULL once closed (or handed to a new state) */
 	struct nlg_gw_stat stat;
 	int each_ref, batch_ref, filter_ref, view_ref, self_ref;
 	struct nlg_view *view;
@@ -163,8 +164,8 @@ static int batch_tramp(lua_State *L)
 	struct lua_src *ls = bc->ls;
 
 	push_stats(L, ls);
-	bc->rc = nlg_batch_call(ls->gw, L, ls->batch_ref, ls->ops->schema, bc->recs, bc->n,
-				ls->what_batch);
+	bc->rc =
+	    nlg_batch_call(ls->gw, L, ls->batch_ref, ls->schema, bc->recs, bc->n, ls->what_batch);
 	return 0;
 }
 
@@ -192,7 +193,7 @@ static void call_batch(struct lua_src *ls, const void *recs, size_t n)
 static int sink_records(void *data, const void *recs, size_t n)
 {
 	struct lua_src *ls = data;
-	size_t size = ls->ops->schema->rec_size;
+	size_t size = ls->schema->rec_size;
 	int rc = NLG_CB_OK;
 
 	if (ls->closing)
@@ -456,6 +457,7 @@ static int l_new(lua_State *L)
 {
 	static const char *const extra[] = {"filter", NULL};
 	const struct nlg_source_ops *ops = lua_touserdata(L, lua_upvalueindex(1));
+	int lua_filter = 1;
 	struct nlg_gw *gw = nlg_gw_get(L);
 	struct nlg_err err = {{0}};
 	struct lua_src *ls;
@@ -465,17 +467,27 @@ static int l_new(lua_State *L)
 
 	snprintf(name, sizeof(name), "gw.%s", ops->name);
 	nlg_gw_check_open(L, gw, name);
-	conf = nlg_lua_conf(L, ops->opts, ops->conf_size, extra, name); /* at 2 */
-	if (lua_getfield(L, 1, "filter") != LUA_TNIL && !lua_isfunction(L, -1))
+	/* filter is the script's function, or (packets) the source's own
+	 * option when that takes text: a tcpdump expression. */
+	if (lua_istable(L, 1) && lua_getfield(L, 1, "filter") == LUA_TSTRING &&
+	    nlg_opt_find(ops->opts, "filter", 0) >= 0)
+		lua_filter = 0;
+	if (lua_istable(L, 1))
+		lua_pop(L, 1);
+	conf =
+	    nlg_lua_conf(L, ops->opts, ops->conf_size, lua_filter ? extra : NULL, name); /* at 2 */
+	if (lua_filter && lua_getfield(L, 1, "filter") != LUA_TNIL && !lua_isfunction(L, -1))
 		return luaL_error(L, "%s: bad filter (function expected)", name);
-	lua_pop(L, 1);
+	if (lua_filter)
+		lua_pop(L, 1);
 
 	ls = lua_newuserdatauv(L, sizeof(*ls), 0); /* 3 */
 	memset(ls, 0, sizeof(*ls));
 	ls->gw = gw;
 	ls->ops = ops;
 	ls->each_ref = ls->batch_ref = ls->filter_ref = ls->view_ref = ls->self_ref = LUA_NOREF;
-	ls->recs.size = ops->schema->rec_size;
+	ls->schema = nlg_source_schema(ops, conf);
+	ls->recs.size = ls->schema->rec_size;
 	snprintf(ls->what_each, sizeof(ls->what_each), "%s:each", ops->name);
 	snprintf(ls->what_batch, sizeof(ls->what_batch), "%s:batch", ops->name);
 	snprintf(ls->what_filter, sizeof(ls->what_filter), "%s filter", ops->name);
@@ -500,11 +512,11 @@ static int l_new(lua_State *L)
 			log_notes(ls);
 		lua_pop(L, 1);
 	}
-	if (lua_getfield(L, 1, "filter") != LUA_TNIL)
+	if (lua_filter && lua_getfield(L, 1, "filter") != LUA_TNIL)
 		ls->filter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	else
+	else if (lua_filter)
 		lua_pop(L, 1);
-	nlg_view_new(L, ops->schema);
+	nlg_view_new(L, ls->schema);
 	ls->view = lua_touserdata(L, -1);
 	ls->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	/* The loop holds the source: keep it alive until :close(). */

@@ -370,6 +370,31 @@ static const char *opt_text(lua_State *L, const struct nlg_opt *o, const char *w
 	return lua_tostring(L, -1);
 }
 
+/* The table at -1, the value of option `key`: each of its fields k is the
+ * option key_k. The texts are kept alive below the iteration, at top + 2. */
+static void sub_options(lua_State *L, const char *key, const struct nlg_opt *opts,
+			const char **values, int top, const char *what)
+{
+	int t = lua_gettop(L);
+
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		char name[64];
+		int i;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: %s: option names are strings", what, key);
+		snprintf(name, sizeof(name), "%s_%s", key, lua_tostring(L, -2));
+		i = nlg_opt_find(opts, name, 0);
+		if (i < 0 || !nlg_opt_allowed(&opts[i], NLG_CTX_SCRIPT) ||
+		    opts[i].type == NLG_OPT_ALIAS || lua_type(L, -1) == LUA_TTABLE)
+			luaL_error(L, "%s: unknown option '%s.%s'", what, key, lua_tostring(L, -2));
+		values[i] = opt_text(L, &opts[i], what);
+		lua_insert(L, top + 2);
+		lua_pop(L, 1);
+		t++; /* the table moved up by the text inserted below it */
+	}
+}
+
 void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *conf,
 		     const char *const *extra, const char *what)
 {
@@ -395,6 +420,17 @@ void nlg_lua_options(lua_State *L, int idx, const struct nlg_opt *opts, void *co
 			continue;
 		}
 		i = nlg_opt_find(opts, key, 0);
+		if (lua_type(L, -1) == LUA_TTABLE && (i < 0 || opts[i].type == NLG_OPT_BOOL)) {
+			/* flows = { idle = "10s" }: flows = true, flows_idle = "10s" */
+			if (i >= 0) {
+				if (!nlg_opt_allowed(&opts[i], NLG_CTX_SCRIPT))
+					luaL_error(L, "%s: unknown option '%s'", what, key);
+				values[i] = "true";
+			}
+			sub_options(L, key, opts, values, top, what);
+			lua_pop(L, 1);
+			continue;
+		}
 		if (i < 0 || !nlg_opt_allowed(&opts[i], NLG_CTX_SCRIPT) ||
 		    opts[i].type == NLG_OPT_ALIAS)
 			luaL_error(L, "%s: unknown option '%s'", what, key);

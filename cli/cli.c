@@ -22,6 +22,8 @@ static const struct cmd cmds[] = {
     {"check", nlg_cmd_check, "check SCRIPT          compile a pipeline script, report errors", 0},
     {"dump", nlg_cmd_dump, "dump KIND [OPTS]      one dump as JSON lines; KIND:", 1},
     {"watch", nlg_cmd_watch, "watch KIND [OPTS]     records as they come, as JSON lines; KIND:", 1},
+    {"capture", nlg_cmd_capture, "capture [OPTS] [EXPR] packets (flows with --flows) as JSON lines",
+     0},
     {"tail", nlg_cmd_tail, "tail [SOCKET]         print a feed as JSON lines", 0},
     {"fields", nlg_cmd_fields, "fields [KIND]         list record fields", 0},
 };
@@ -29,8 +31,9 @@ static const struct cmd cmds[] = {
 static void usage(FILE *f)
 {
 	fputs("usage: nlgate COMMAND [OPTIONS]\n\n"
-	      "nlgate reads the kernel's views of the network (socket dumps, conntrack) and\n"
-	      "hands them as typed records to a Lua pipeline script and to local feeds.\n\n"
+	      "nlgate reads the kernel's views of the network (socket dumps, conntrack,\n"
+	      "packets) and hands them as typed records to a Lua pipeline script and to\n"
+	      "local feeds.\n\n"
 	      "commands:\n",
 	      f);
 	for (size_t i = 0; i < NLG_ARRAY_SIZE(cmds); i++) {

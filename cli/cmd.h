@@ -15,6 +15,7 @@ int nlg_cmd_run(int argc, char **argv);
 int nlg_cmd_check(int argc, char **argv);
 int nlg_cmd_dump(int argc, char **argv);
 int nlg_cmd_watch(int argc, char **argv);
+int nlg_cmd_capture(int argc, char **argv);
 int nlg_cmd_tail(int argc, char **argv);
 int nlg_cmd_fields(int argc, char **argv);
 

@@ -52,11 +52,12 @@ static const struct nlg_opt generic_opts[] = {
 struct cli {
 	const struct nlg_source_ops *ops;
 	enum nlg_opt_ctx ctx;
-	char cmd[80];	     /* "dump sockets", for messages */
-	struct nlg_opt *all; /* the source's rows, then generic_opts */
-	size_t n, nall;	     /* rows of the source, of all */
-	char **vals;	     /* the text given for each row of all, or NULL */
-	struct option *lo;   /* getopt_long's table, and the names it points to */
+	const char *positional; /* the row the words after the flags go to (capture: filter) */
+	char cmd[80];		/* "dump sockets", for messages */
+	struct nlg_opt *all;	/* the source's rows, then generic_opts */
+	size_t n, nall;		/* rows of the source, of all */
+	char **vals;		/* the text given for each row of all, or NULL */
+	struct option *lo;	/* getopt_long's table, and the names it points to */
 	char **names;
 	size_t nlo;
 	char optstring[2 + 3 * 64];
@@ -227,7 +228,10 @@ static void print_help(const struct cli *c)
 {
 	const char *word = c->ctx == NLG_CTX_DUMP ? "dump" : "watch";
 
-	printf("usage: nlgate %s %s [OPTIONS]\n", word, c->ops->name);
+	if (c->positional)
+		printf("usage: nlgate %s [OPTIONS] [EXPRESSION]\n", c->cmd);
+	else
+		printf("usage: nlgate %s %s [OPTIONS]\n", word, c->ops->name);
 	if (c->ops->desc)
 		printf("%s: %s.\n", c->ops->name, c->ops->desc);
 	if (c->ctx == NLG_CTX_DUMP)
@@ -236,7 +240,10 @@ static void print_help(const struct cli *c)
 		puts("Records as they come, one JSON object per line, until INT or TERM.");
 	putchar('\n');
 	nlg_opt_help(stdout, c->all, c->ctx);
-	if (c->ops->schema)
+	if (c->ops->schema_for)
+		printf(
+		    "\nThe records' kind depends on the options; fields: `nlgate fields KIND`.\n");
+	else if (c->ops->schema)
 		printf("\nFields: `nlgate fields %s`.\n", c->ops->schema->kind);
 }
 
@@ -299,6 +306,24 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 		if (rc < 0)
 			return nlg_cmd_fail("%s: out of memory", c->cmd);
 	}
+	if (optind < argc && c->positional) {
+		/* tcpdump's way: the words left are one expression */
+		int r = nlg_opt_find(c->all, c->positional, 0);
+		size_t len = 0;
+		char *text;
+		for (int i = optind; i < argc; i++)
+			len += strlen(argv[i]) + 1;
+		if (r < 0 || !(text = calloc(1, len)))
+			return nlg_cmd_fail("%s: out of memory", c->cmd);
+		for (int i = optind; i < argc; i++) {
+			if (i > optind)
+				strcat(text, " ");
+			strcat(text, argv[i]);
+		}
+		free(c->vals[r]);
+		c->vals[r] = text;
+		optind = argc;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "nlgate: %s: unexpected argument '%s' (see `nlgate %s --help`)\n",
 			c->cmd, argv[optind], c->cmd);
@@ -318,6 +343,7 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 
 struct out {
 	const struct nlg_source_ops *ops;
+	const struct nlg_schema *schema; /* of the records it emits */
 	struct nlg_printer p;
 	struct nlg_loop *loop; /* watch only */
 	struct nlg_source *src;
@@ -339,7 +365,7 @@ static int sink_record(void *data, const void *rec)
 {
 	struct out *o = data;
 
-	if (nlg_printer_record(&o->p, o->ops->schema, rec) < 0) {
+	if (nlg_printer_record(&o->p, o->schema, rec) < 0) {
 		if (o->loop)
 			nlg_loop_stop(o->loop);
 		return NLG_CB_ERROR;
@@ -366,6 +392,15 @@ static void sink_fail(void *data, const char *msg)
 
 	nlg_cmd_fail("watch %s: %s", o->ops->name, msg);
 	o->failed = 1;
+	if (o->loop)
+		nlg_loop_stop(o->loop);
+}
+
+/* The source has given everything (a file's end): so has watch. */
+static void sink_end(void *data)
+{
+	struct out *o = data;
+
 	if (o->loop)
 		nlg_loop_stop(o->loop);
 }
@@ -437,8 +472,11 @@ int nlg_cmd_dump(int argc, char **argv)
 {
 	struct cli c = {.ctx = NLG_CTX_DUMP};
 	struct out o = {0};
-	struct nlg_sink sink = {
-	    .record = sink_record, .flush = sink_flush, .fail = sink_fail, .data = &o};
+	struct nlg_sink sink = {.record = sink_record,
+				.flush = sink_flush,
+				.fail = sink_fail,
+				.end = sink_end,
+				.data = &o};
 	struct nlg_err err = {{0}};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, oldpipe;
 	int rc;
@@ -455,6 +493,7 @@ int nlg_cmd_dump(int argc, char **argv)
 		goto out;
 	}
 	o.ops = c.ops;
+	o.schema = nlg_source_schema(c.ops, c.conf);
 	nlg_printer_init(&o.p, STDOUT_FILENO, c.gen.msgpack);
 	sigaction(SIGPIPE, &ign, &oldpipe);
 	rc = nlg_source_dump(c.ops, c.conf, &sink, &err);
@@ -525,27 +564,24 @@ static void print_stats(struct out *o)
 	free(rec);
 }
 
-int nlg_cmd_watch(int argc, char **argv)
+/* Follow c's source until INT or TERM, its failure or its end. */
+static int watch_run(struct cli *c)
 {
-	struct cli c = {.ctx = NLG_CTX_WATCH};
 	struct out o = {0};
-	struct nlg_sink sink = {
-	    .record = sink_record, .flush = sink_flush, .fail = sink_fail, .data = &o};
+	struct nlg_sink sink = {.record = sink_record,
+				.flush = sink_flush,
+				.fail = sink_fail,
+				.end = sink_end,
+				.data = &o};
 	struct nlg_err err = {{0}};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, oldpipe;
 	sigset_t mask, oldmask;
+	char line[256];
 	int rc, sfd = -1;
 
-	if (!(c.ops = find_kind(argc, argv, &rc)))
-		return rc;
-	snprintf(c.cmd, sizeof(c.cmd), "watch %s", c.ops->name);
-	rc = cli_parse(&c, argc - 1, argv + 1);
-	if (rc >= 0) {
-		cli_free(&c);
-		return rc;
-	}
-	o.ops = c.ops;
-	nlg_printer_init(&o.p, STDOUT_FILENO, c.gen.msgpack);
+	o.ops = c->ops;
+	o.schema = nlg_source_schema(c->ops, c->conf);
+	nlg_printer_init(&o.p, STDOUT_FILENO, c->gen.msgpack);
 	sigaction(SIGPIPE, &ign, &oldpipe);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -555,31 +591,34 @@ int nlg_cmd_watch(int argc, char **argv)
 	o.loop = nlg_loop_create();
 	rc = 1;
 	if (sfd < 0 || !o.loop || nlg_loop_add_fd(o.loop, sfd, EPOLLIN, on_signal, &o) < 0) {
-		nlg_cmd_fail("%s: cannot set up the event loop: %s", c.cmd, strerror(errno));
+		nlg_cmd_fail("%s: cannot set up the event loop: %s", c->cmd, strerror(errno));
 		goto out;
 	}
-	o.src = nlg_source_open(c.ops, o.loop, c.conf, &sink, &err);
+	o.src = nlg_source_open(c->ops, o.loop, c->conf, &sink, &err);
 	if (!o.src) {
-		nlg_cmd_fail("%s: %s", c.cmd, err.msg);
+		nlg_cmd_fail("%s: %s", c->cmd, err.msg);
 		goto out;
 	}
 	print_notes(nlg_source_notes(o.src));
 	say_ready(&o);
 	if (!o.ready && nlg_loop_add_timer(o.loop, 0, ready_tick, &o) < 0) {
-		nlg_cmd_fail("%s: cannot set up the event loop: %s", c.cmd, strerror(errno));
+		nlg_cmd_fail("%s: cannot set up the event loop: %s", c->cmd, strerror(errno));
 		goto out;
 	}
 	if (!o.p.error && nlg_loop_run(o.loop) < 0) {
-		nlg_cmd_fail("%s: event loop failed: %s", c.cmd, strerror(errno));
+		nlg_cmd_fail("%s: event loop failed: %s", c->cmd, strerror(errno));
 		goto out;
 	}
 	/* What the kernel already queued for us is part of the stream. */
 	if (!o.p.error)
 		nlg_source_drain(o.src);
 	nlg_printer_flush(&o.p);
-	if (c.gen.stats)
+	nlg_source_summary(o.src, line, sizeof(line));
+	if (*line)
+		fprintf(stderr, "nlgate: %s: %s\n", c->positional ? c->cmd : c->ops->name, line);
+	if (c->gen.stats)
 		print_stats(&o);
-	rc = o.failed ? 1 : out_result(&o, c.cmd);
+	rc = o.failed ? 1 : out_result(&o, c->cmd);
 out:
 	nlg_source_close(o.src);
 	nlg_loop_destroy(o.loop);
@@ -588,6 +627,37 @@ out:
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	sigaction(SIGPIPE, &oldpipe, NULL);
 	nlg_printer_free(&o.p);
+	return rc;
+}
+
+int nlg_cmd_watch(int argc, char **argv)
+{
+	struct cli c = {.ctx = NLG_CTX_WATCH};
+	int rc;
+
+	if (!(c.ops = find_kind(argc, argv, &rc)))
+		return rc;
+	snprintf(c.cmd, sizeof(c.cmd), "watch %s", c.ops->name);
+	rc = cli_parse(&c, argc - 1, argv + 1);
+	if (rc < 0)
+		rc = watch_run(&c);
+	cli_free(&c);
+	return rc;
+}
+
+/* `nlgate capture [OPTIONS] [FILTER]`: tcpdump's shape over `watch packets`. */
+int nlg_cmd_capture(int argc, char **argv)
+{
+	struct cli c = {.ctx = NLG_CTX_WATCH, .positional = "filter"};
+	int rc;
+
+	c.ops = nlg_source_find("packets");
+	if (!c.ops)
+		return nlg_cmd_fail("capture: this build has no packets source");
+	snprintf(c.cmd, sizeof(c.cmd), "capture");
+	rc = cli_parse(&c, argc, argv);
+	if (rc < 0)
+		rc = watch_run(&c);
 	cli_free(&c);
 	return rc;
 }

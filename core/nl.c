@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <libmnl/libmnl.h>
 
+#include "nlgate/netns.h"
 #include "nlgate/nl.h"
 
 #define NLG_NL_STEP_BUDGET     16    /* recvs per non-blocking step: keep the loop fair */
@@ -288,58 +289,16 @@ static int nl_open_here(struct nlg_nl *nl, int bus, struct nlg_err *err)
 	return 0;
 }
 
-/* setns moves only this thread; it is moved back before returning, and a
- * socket keeps the namespace it was created in. */
 static int nl_open_netns(struct nlg_nl *nl, int bus, const char *name, struct nlg_err *err)
 {
-	char path[PATH_MAX];
-	int target = -1, self = -1, r;
+	int back, rb, r = nlg_netns_enter(name, &back, err);
 
-	if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
-		return nlg_err_set(err, EINVAL, "bad network namespace name '%s'", name);
-	snprintf(path, sizeof(path), "/run/netns/%s", name);
-	target = open(path, O_RDONLY | O_CLOEXEC);
-	if (target < 0) {
-		r = errno;
-		if (r == ENOENT)
-			r = nlg_err_set(err, r, "network namespace '%s' not found (no %s)", name,
-					path);
-		else
-			r = nlg_err_set(err, r, "opening %s: %s", path, strerror(r));
-		goto out;
-	}
-	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0)
-		self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0) {
-		r = errno;
-		r = nlg_err_set(err, r, "opening the current network namespace: %s", strerror(r));
-		goto out;
-	}
-	if (setns(target, CLONE_NEWNET) < 0) {
-		r = errno;
-		if (r == EPERM)
-			r = nlg_err_set(
-			    err, r, "entering network namespace '%s' needs CAP_SYS_ADMIN", name);
-		else if (r == EINVAL)
-			r = nlg_err_set(err, r, "%s is not a network namespace", path);
-		else
-			r = nlg_err_set(err, r, "entering network namespace '%s': %s", name,
-					strerror(r));
-		goto out;
-	}
+	if (r < 0)
+		return r;
+
 	r = nl_open_here(nl, bus, err);
-	if (setns(self, CLONE_NEWNET) < 0) {
-		int e = errno;
-		r = nlg_err_set(err, e, "returning from network namespace '%s' to our own: %s",
-				name, strerror(e));
-	}
-out:
-	if (target >= 0)
-		close(target);
-	if (self >= 0)
-		close(self);
-	return r;
+	rb = nlg_netns_return(back, name, err);
+	return rb < 0 ? rb : r;
 }
 
 struct nlg_nl *nlg_nl_open(int bus, unsigned int groups, const char *netns, struct nlg_err *err)

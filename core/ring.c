@@ -167,6 +167,12 @@ void *nlg_ring_reserve(struct nlg_ring *r)
 	return r->slots + (size_t)(t & r->mask) * r->slot_size;
 }
 
+size_t nlg_ring_space(struct nlg_ring *r)
+{
+	r->head_seen = atomic_load_explicit(&r->head, memory_order_acquire);
+	return (size_t)(r->mask + 1 - (r->next - r->head_seen));
+}
+
 void nlg_ring_commit(struct nlg_ring *r)
 {
 	/* release: the slot's bytes are visible before the new tail */

@@ -15,6 +15,7 @@ extern const struct nlg_source_ops nlg_sockets_source;
 #ifdef NLGATE_HAVE_CT
 extern const struct nlg_source_ops nlg_conntrack_source;
 #endif
+extern const struct nlg_source_ops nlg_packets_source;
 
 /* The registry: one line per built-in source. */
 static const struct nlg_source_ops *const builtin[] = {
@@ -22,6 +23,7 @@ static const struct nlg_source_ops *const builtin[] = {
 #ifdef NLGATE_HAVE_CT
     &nlg_conntrack_source,
 #endif
+    &nlg_packets_source,
 };
 
 #define NLG_SOURCE_EXTRA 16
@@ -93,8 +95,9 @@ struct nlg_source {
 	void *conf;
 	void *st;
 	struct nlg_sink sink;
-	int depth;   /* deliveries of ours on the C stack */
-	int closing; /* closed while depth > 0: release when it drops to 0 */
+	size_t rec_size; /* of the kind it emits with conf */
+	int depth;	 /* deliveries of ours on the C stack */
+	int closing;	 /* closed while depth > 0: release when it drops to 0 */
 	struct hook *hooks[NLG_SOURCE_HOOKS];
 };
 
@@ -156,6 +159,7 @@ struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_
 	src->loop = loop;
 	if (ops->conf_size)
 		memcpy(src->conf, conf, ops->conf_size);
+	src->rec_size = nlg_source_schema(ops, src->conf)->rec_size;
 	if (sink)
 		src->sink = *sink;
 	enter(src);
@@ -257,6 +261,7 @@ int nlg_source_dump(const struct nlg_source_ops *ops, const void *conf, const st
 {
 	struct nlg_source src = {.ops = ops, .conf = (void *)conf};
 
+	src.rec_size = nlg_source_schema(ops, conf)->rec_size;
 	if (!ops->dump)
 		return nlg_err_set(err, ENOTSUP, "%s: this source has no one-shot dump", ops->name);
 	if (sink)
@@ -281,7 +286,7 @@ int nlg_source_emit_n(struct nlg_source *src, const void *recs, size_t n)
 	if (src->sink.records)
 		return src->sink.records(src->sink.data, recs, n);
 	for (size_t i = 0; i < n; i++) {
-		int rc = nlg_source_emit(src, (const char *)recs + i * src->ops->schema->rec_size);
+		int rc = nlg_source_emit(src, (const char *)recs + i * src->rec_size);
 		if (rc != NLG_CB_OK)
 			return rc;
 	}
@@ -437,6 +442,29 @@ void nlg_source_fail(struct nlg_source *src, const char *fmt, ...)
 		src->sink.fail(src->sink.data, msg);
 	else
 		nlg_source_log(src, "%s", msg);
+}
+
+void nlg_source_end(struct nlg_source *src)
+{
+	if (src->closing)
+		return;
+	if (src->sink.end)
+		src->sink.end(src->sink.data);
+	else
+		nlg_source_log(src, "end of input");
+}
+
+const struct nlg_schema *nlg_source_schema(const struct nlg_source_ops *ops, const void *conf)
+{
+	return ops->schema_for && conf ? ops->schema_for(conf) : ops->schema;
+}
+
+void nlg_source_summary(struct nlg_source *src, char *buf, size_t len)
+{
+	if (len)
+		buf[0] = 0;
+	if (src->st && src->ops->summary)
+		src->ops->summary(src->st, buf, len);
 }
 
 void nlg_source_log(const struct nlg_source *src, const char *fmt, ...)

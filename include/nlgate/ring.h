@@ -39,6 +39,9 @@ void nlg_ring_destroy(struct nlg_ring *r);
  * ring is full: the record is dropped and counted. A reservation that is not
  * committed is simply reused by the next reserve. */
 void *nlg_ring_reserve(struct nlg_ring *r);
+/* Free slots now (at least this many until the producer commits): a
+ * producer that would rather wait than drop asks before it reserves. */
+size_t nlg_ring_space(struct nlg_ring *r);
 /* Make the slot of the last successful reserve visible to the consumer. */
 void nlg_ring_commit(struct nlg_ring *r);
 /* reserve + copy slot_size bytes + commit: 0, or -ENOBUFS (dropped, counted). */

@@ -37,6 +37,9 @@ struct nlg_sink {
 	/* Optional: the source has stopped for good (msg says why); nothing
 	 * more will come. Without it the message is logged. */
 	void (*fail)(void *data, const char *msg);
+	/* Optional: the source has given all it had (a file read to its end);
+	 * nothing more will come. */
+	void (*end)(void *data);
 	void *data;
 };
 
@@ -52,9 +55,13 @@ struct nlg_source_method {
 struct nlg_source;
 
 struct nlg_source_ops {
-	const char *name;		       /* gw.NAME, `nlgate dump NAME`, gw.stats().NAME */
-	const char *desc;		       /* one line for `nlgate --help` */
-	const struct nlg_schema *schema;       /* the records it emits */
+	const char *name;		 /* gw.NAME, `nlgate dump NAME`, gw.stats().NAME */
+	const char *desc;		 /* one line for `nlgate --help` */
+	const struct nlg_schema *schema; /* the records it emits */
+	/* Optional: a source whose options choose the kind it emits (packets:
+	 * pkt, or flow with flows on) says which for conf; the kind must be a
+	 * registered schema. */
+	const struct nlg_schema *(*schema_for)(const void *conf);
 	const struct nlg_schema *stats_schema; /* its counters (all group 0) */
 	const struct nlg_opt *opts;	       /* its options; fill a conf_size struct */
 	size_t conf_size;
@@ -82,6 +89,9 @@ struct nlg_source_ops {
 	int (*dump)(struct nlg_source *src, const void *conf, struct nlg_err *err);
 	/* Fill out (a stats_schema record, zeroed by the caller). */
 	void (*stats)(void *st, void *out);
+	/* Optional: one line for the user when `watch` ends (a capture's
+	 * totals), written into buf. */
+	void (*summary)(void *st, char *buf, size_t len);
 	/* Optional: notes for the user, one per line, "" for none. */
 	const char *(*notes)(void *st);
 	const struct nlg_source_method *methods; /* optional, ends with name NULL */
@@ -109,6 +119,10 @@ void nlg_source_close(struct nlg_source *src);
 /* Send the records elsewhere from now on (a reloaded script takes over). */
 void nlg_source_set_sink(struct nlg_source *src, const struct nlg_sink *sink);
 const struct nlg_source_ops *nlg_source_ops(const struct nlg_source *src);
+/* The kind of record ops emits with conf (ops->schema unless schema_for). */
+const struct nlg_schema *nlg_source_schema(const struct nlg_source_ops *ops, const void *conf);
+/* ops->summary's line, or "" without one. */
+void nlg_source_summary(struct nlg_source *src, char *buf, size_t len);
 const void *nlg_source_conf(const struct nlg_source *src);
 /* -ENOTSUP where the source has no poll. */
 int nlg_source_poll(struct nlg_source *src, struct nlg_err *err);
@@ -133,6 +147,8 @@ void nlg_source_flush(struct nlg_source *src);
 void nlg_source_retract(struct nlg_source *src, int (*same)(const void *rec, const void *arg),
 			const void *arg);
 int nlg_source_closing(const struct nlg_source *src);
+/* Everything has been emitted (a file's end): tell the consumer. */
+void nlg_source_end(struct nlg_source *src);
 /* The source cannot go on (its sockets keep failing): tell the consumer. */
 void nlg_source_fail(struct nlg_source *src, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
