@@ -8,7 +8,9 @@
 #  (b) conntrack in a namespace: CAP_NET_ADMIN and CAP_SYS_ADMIN (netns =),
 #      events keep arriving after the drop and after a reload of the same
 #      script, which hands the source over without any privilege;
-#  (c) an unknown user is one clear error.
+#  (c) an unknown user is one clear error;
+#  (d) packet capture: CAP_NET_RAW only, in the capture workers too (they
+#      start after the drop), and packets keep coming.
 # Scripts are sandboxed (no io), so they report through gw.log (stderr) and
 # the shell reads /proc/PID/status.
 . "$(dirname "$0")/lib.sh"
@@ -20,6 +22,7 @@ id nobody >/dev/null 2>&1 || nlg_skip "no user 'nobody'"
 chmod 755 "$NLG_TMP"
 NOBODY=$(id -u nobody)
 
+CAP_NET_RAW=13
 CAP_NET_ADMIN=12
 CAP_SYS_ADMIN=21
 
@@ -149,4 +152,29 @@ stop_gw "$B" "$blog"
 err=$("$NLGATE" run --user no-such-user-nlg "$NLG_TMP/a.lua.v1" 2>&1) && nlg_fail "unknown user accepted"
 [ "$(echo "$err" | wc -l)" -eq 1 ] || nlg_fail "more than one line: $err"
 echo "$err" | grep -q "no such user 'no-such-user-nlg'" || nlg_fail "unclear error: $err"
+
+# ---- (d) packet capture: CAP_NET_RAW, in every worker --------------------------------
+d="$NLG_TMP/d.lua"
+dlog="$NLG_TMP/d.log"
+cat >"$d" <<'LUA'
+local gw = require "nlgate"
+local n = 0
+local p = gw.packets { iface = "lo", workers = 2, filter = "udp port 9931", quiet = true }
+p:each(function() n = n + 1 end)
+gw.every("100ms", function() gw.log("udp " .. n) end)
+LUA
+nlg_spawn D "$NLGATE" run --user nobody "$d" 2>"$dlog"
+nlg_wait_for 10 "the drop in (d)" logged "$D" "$dlog" "running as nobody"
+nlg_wait_for 10 "the capture workers" logged "$D" "$dlog" "udp 0"
+[ "$(ls /proc/"$D"/task | wc -l)" -ge 3 ] || nlg_fail "(d): no worker threads: $(ls /proc/"$D"/task)"
+expect_caps "$D" $((1 << CAP_NET_RAW)) "(d) capture"
+udp_to_lo() {
+	python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(10): s.sendto(b"x", ("127.0.0.1", 9931))'
+}
+udp_to_lo
+# each datagram is seen twice on lo: going out and coming in
+nlg_wait_for 10 "packets after the drop" num_above "$dlog" udp 19
+stop_gw "$D" "$dlog"
+
 echo "PASS [$NLG_TEST]"

@@ -1,0 +1,131 @@
+-- gw.packets through the loadable module nlgate.so, on the committed capture
+-- tests/fixtures/capture.pcap (tests/fixtures/make_pcap.py states every size):
+-- options checked before anything opens, pkt views, flow records with their
+-- counts, batches, the script filter beside the tcpdump filter, counters, and
+-- the end of the file. No privilege needed: a file is read, no socket opened.
+local gw = require "nlgate"
+
+local PCAP = (os.getenv("NLGATE_SRC") or ".") .. "/tests/fixtures/capture.pcap"
+
+local function run_until(cond, secs)
+  local deadline = os.time() + (secs or 10)
+  while not cond() do
+    if os.time() > deadline then return false end
+    gw.run("20ms")
+  end
+  return true
+end
+
+describe("gw.packets options", function()
+  it("refuses bad options with the option's name", function()
+    local cases = {
+      { { file = PCAP, fanout = "hsh" }, "bad fanout 'hsh'" },
+      { { file = PCAP, snaplen = 10 }, "snaplen" },
+      { { file = PCAP, flows = { idel = "1s" } }, "unknown option 'flows.idel'" },
+      { { file = PCAP, ring = { blok = "1M" } }, "unknown option 'ring.blok'" },
+      { { file = PCAP, dispatch = "mmapp" }, "bad dispatch 'mmapp'" },
+      { { file = PCAP, filter = "udp port" }, "filter 'udp port'" },
+      { { file = "/nonexistent/x.pcap" }, "/nonexistent/x.pcap" },
+      { { file = PCAP, ring_block = "3000" }, "ring_block" },
+      { { file = PCAP, queue = 1000 }, "bad queue 1000" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(gw.packets, c[1])
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(c[2], 1, true), tostring(err) .. " lacks " .. c[2])
+      assert.truthy(tostring(err):find("gw.packets", 1, true))
+    end
+  end)
+
+  it("refuses a file that is not a capture, naming it", function()
+    local ok, err = pcall(gw.packets, { file = (os.getenv("NLGATE_SRC") or ".") .. "/README.md" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("README.md", 1, true))
+  end)
+end)
+
+describe("gw.packets on a pcap file", function()
+  it("gives one pkt view per packet, decoded", function()
+    local n, first, vlans, frags, arp = 0, nil, 0, 0, 0
+    local ended = false
+    local src = gw.packets { file = PCAP }
+    src:each(function(p)
+      n = n + 1
+      if n == 1 then
+        first = { src = p.src, dst = p.dst, sport = p.sport, dport = p.dport, proto = p.proto,
+                  flags = p.tcp_flags, wire = p.wire_len, t = p.time_ns, seq = p.seq }
+      end
+      if p.vlan == 42 then vlans = vlans + 1 end
+      if p.frag_id then frags = frags + 1 end
+      if p.ethertype == 0x0806 then arp = arp + 1 end
+    end)
+    assert.is_true(run_until(function()
+      ended = src:stats().ended
+      return ended
+    end))
+    assert.equal(24, n)
+    assert.same({ src = "10.0.0.1", dst = "10.0.0.2", sport = 40000, dport = 80, proto = "tcp",
+                  flags = { SYN = true }, wire = 54, t = 1700000000001000000, seq = 100 }, first)
+    assert.equal(3, vlans)
+    assert.equal(5, frags) -- three IPv4 fragments, two IPv6
+    assert.equal(1, arp)
+    local st = src:stats()
+    assert.equal(24, st.received)
+    assert.equal(0, st.ring_drops)
+    assert.equal("file", st.mode)
+    src:close()
+  end)
+
+  it("folds packets into flows with both directions counted", function()
+    local flows = {}
+    local src = gw.packets { file = PCAP, flows = { idle = "1m" } }
+    src:each(function(f)
+      flows[#flows + 1] = string.format("%s %s:%d>%s:%d v%d %d/%d %d/%d %s", f.proto, f.src,
+        f.sport or 0, f.dst, f.dport or 0, f.vlan or 0, f.fwd_packets, f.fwd_bytes,
+        f.rev_packets, f.rev_bytes, f.end_reason)
+    end)
+    assert.is_true(run_until(function() return src:stats().ended end))
+    table.sort(flows)
+    assert.same({
+      "icmp 10.0.0.1:0>10.0.0.4:0 v0 1/66 1/66 shutdown",
+      "tcp 10.0.0.1:40000>10.0.0.2:80 v0 6/424 4/516 fin",
+      "udp 10.0.0.1:5353>10.0.0.3:53 v0 1/82 1/122 shutdown",
+      "udp 10.0.0.1:7000>10.0.0.2:7001 v0 3/3110 0/0 shutdown",
+      "udp 10.0.1.1:1111>10.0.1.2:2222 v42 2/112 1/56 shutdown",
+      "udp fd00::1:3000>fd00::2:4000 v0 1/82 0/0 shutdown",
+      "udp fd00::1:5000>fd00::2:6000 v0 2/2132 0/0 shutdown",
+    }, flows)
+    local st = src:stats()
+    assert.equal(7, st.flows)
+    assert.equal(1, st.nonip)
+    assert.equal(3, st.frag_matched) -- two IPv4 and one IPv6 non-first fragment
+    src:close()
+  end)
+
+  it("applies the tcpdump filter and the script filter, and batches", function()
+    local seen, batches = 0, 0
+    local src = gw.packets { file = PCAP, filter = "udp" }
+    src:batch(function(b)
+      batches = batches + 1
+      for i = 1, #b do
+        assert.equal("udp", b[i].proto)
+        seen = seen + 1
+      end
+    end)
+    assert.is_true(run_until(function() return src:stats().ended end))
+    -- as `tcpdump -r capture.pcap udp` counts: not the VLAN-tagged three
+    assert.equal(8, seen)
+    assert.is_true(batches >= 1)
+    src:close()
+
+    local kept = 0
+    local src2 = gw.packets { file = PCAP, filter = function(p) return p.proto == "tcp" end }
+    src2:each(function(p)
+      assert.equal("tcp", p.proto)
+      kept = kept + 1
+    end)
+    assert.is_true(run_until(function() return src2:stats().ended end))
+    assert.equal(10, kept)
+    src2:close()
+  end)
+end)
