@@ -344,6 +344,7 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 struct out {
 	const struct nlg_source_ops *ops;
 	const struct nlg_schema *schema; /* of the records it emits */
+	const char *cmd;		 /* "watch sockets", "capture": for messages */
 	struct nlg_printer p;
 	struct nlg_loop *loop; /* watch only */
 	struct nlg_source *src;
@@ -390,7 +391,7 @@ static void sink_fail(void *data, const char *msg)
 {
 	struct out *o = data;
 
-	nlg_cmd_fail("watch %s: %s", o->ops->name, msg);
+	nlg_cmd_fail("%s: %s", o->cmd, msg);
 	o->failed = 1;
 	if (o->loop)
 		nlg_loop_stop(o->loop);
@@ -493,6 +494,7 @@ int nlg_cmd_dump(int argc, char **argv)
 		goto out;
 	}
 	o.ops = c.ops;
+	o.cmd = c.cmd;
 	o.schema = nlg_source_schema(c.ops, c.conf);
 	nlg_printer_init(&o.p, STDOUT_FILENO, c.gen.msgpack);
 	sigaction(SIGPIPE, &ign, &oldpipe);
@@ -580,6 +582,7 @@ static int watch_run(struct cli *c)
 	int rc, sfd = -1;
 
 	o.ops = c->ops;
+	o.cmd = c->cmd;
 	o.schema = nlg_source_schema(c->ops, c->conf);
 	nlg_printer_init(&o.p, STDOUT_FILENO, c->gen.msgpack);
 	sigaction(SIGPIPE, &ign, &oldpipe);

@@ -66,8 +66,35 @@ static int move_for_net(struct nlg_bpf *p, struct nlg_err *err)
 	return 0;
 }
 
+/* libpcap compiles `vlan` as the kernel's tag metadata (where the kernel
+ * puts a received packet's tag) only for a handle it activated on a live
+ * interface; a dead handle sees tags left in the frame only. The handle is
+ * opened for the compiler's sake and closed at once; NULL if it cannot be. */
+static pcap_t *live_handle(const char *iface, uint32_t snaplen)
+{
+	char ebuf[PCAP_ERRBUF_SIZE];
+	pcap_t *p = pcap_create(iface, ebuf);
+
+	if (!p)
+		return NULL;
+	pcap_set_snaplen(p, (int)snaplen);
+	pcap_set_buffer_size(p, 65536);
+	pcap_set_immediate_mode(p, 1);
+	if (pcap_activate(p) < 0 || pcap_datalink(p) != DLT_EN10MB) {
+		pcap_close(p);
+		return NULL;
+	}
+	return p;
+}
+
 int nlg_bpf_compile(struct nlg_bpf *out, const char *expr, enum nlg_bpf_link link, uint32_t snaplen,
 		    struct nlg_err *err)
+{
+	return nlg_bpf_compile_for(out, expr, link, NULL, snaplen, err);
+}
+
+int nlg_bpf_compile_for(struct nlg_bpf *out, const char *expr, enum nlg_bpf_link link,
+			const char *iface, uint32_t snaplen, struct nlg_err *err)
 {
 	static const int dlt[] = {
 	    [NLG_BPF_ETHER] = DLT_EN10MB,  [NLG_BPF_NET] = DLT_LINUX_SLL,
@@ -83,7 +110,9 @@ int nlg_bpf_compile(struct nlg_bpf *out, const char *expr, enum nlg_bpf_link lin
 		struct bpf_insn keep = BPF_STMT(BPF_RET | BPF_K, snaplen);
 		return copy_out(out, &keep, 1) < 0 ? nlg_err_set(err, ENOMEM, "out of memory") : 0;
 	}
-	p = pcap_open_dead(dlt[link], (int)snaplen);
+	p = link == NLG_BPF_ETHER && iface ? live_handle(iface, snaplen) : NULL;
+	if (!p)
+		p = pcap_open_dead(dlt[link], (int)snaplen);
 	if (!p)
 		return nlg_err_set(err, ENOMEM, "out of memory");
 	if (pcap_compile(p, &prog, expr, 1, PCAP_NETMASK_UNKNOWN) < 0) {

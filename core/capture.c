@@ -60,9 +60,10 @@ struct worker {
 	struct nlg_pcap *file;
 	pthread_t thread;
 	int started;
-	int no_wait;	       /* stopping and the consumer is gone: drop at once */
-	uint64_t last_tick_ms; /* the last stats read and flow expiry */
-	uint64_t file_expired; /* file mode: the packets' clock at the last expiry */
+	int no_wait;		 /* stopping and the consumer is gone: drop at once */
+	uint64_t last_tick_ms;	 /* the last stats read and flow expiry */
+	uint64_t file_expired;	 /* file mode: the packets' clock at the last expiry */
+	uint64_t skip_before_ns; /* packets stamped before the start's flush: not ours */
 	/* Written by this worker, read by anyone. */
 	_Atomic uint64_t packets, drops, freezes, received, truncated, blocks, records;
 	_Atomic uint64_t nflows, flows_live, evicted, frag_matched, frag_orphans, nonip;
@@ -165,10 +166,8 @@ static const struct {
 };
 
 #define FANOUT_HELP                                                                                \
-	"MODE[,FLAG...]: MODE hash, lb, cpu, rollover, rnd, qm, cbpf:PROGRAM (a tcpdump "          \
-	"expression: matching packets go to worker 1, the rest to 0; or `tcpdump -ddd` text "      \
-	"returning the worker), ebpf:PATH (a program pinned in bpffs) or ebpf:fd=N; FLAG "         \
-	"defrag, rollover, ignore-outgoing"
+	"modes hash, lb, cpu, rollover, rnd, qm, cbpf:EXPR, ebpf:PATH|fd=N; flags defrag, "        \
+	"rollover, ignore-outgoing"
 
 static int bpf_obj_get(const char *path)
 {
@@ -179,9 +178,51 @@ static int bpf_obj_get(const char *path)
 	return (int)syscall(__NR_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
 }
 
+/* A tcpdump expression as a fanout selector: matching packets to worker 1.
+ * The kernel runs it from the network header on packets received, but from
+ * the link header on packets sent where there is one: the program asks the
+ * packet type and runs the expression compiled for each. */
+static int selector(struct nlg_bpf *out, const char *expr, enum nlg_link link, struct nlg_err *err)
+{
+	struct nlg_bpf net = {0}, eth = {0};
+	struct nlg_err e = {{0}};
+	unsigned n;
+	int r;
+
+	if ((r = nlg_bpf_compile(&net, expr, NLG_BPF_NET, 0xffff, &e)) < 0)
+		return nlg_err_set(err, -r, "fanout cbpf: %s", e.msg);
+	nlg_bpf_to_selector(&net);
+	if (link != NLG_LINK_ETHER) {
+		*out = net;
+		return 0;
+	}
+	if ((r = nlg_bpf_compile(&eth, expr, NLG_BPF_ETHER, 0xffff, &e)) < 0) {
+		nlg_bpf_free(&net);
+		return nlg_err_set(err, -r, "fanout cbpf: %s", e.msg);
+	}
+	nlg_bpf_to_selector(&eth);
+	n = 3 + net.len + eth.len;
+	if (n > BPF_MAXINSNS || !(out->insns = calloc(n, sizeof(*out->insns)))) {
+		nlg_bpf_free(&net);
+		nlg_bpf_free(&eth);
+		return nlg_err_set(err, E2BIG, "fanout cbpf: the program is too long");
+	}
+	out->len = n;
+	out->insns[0] = (struct nlg_bpf_insn){BPF_LD | BPF_B | BPF_ABS, 0, 0,
+					      (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)};
+	out->insns[1] = (struct nlg_bpf_insn){BPF_JMP | BPF_JEQ | BPF_K, 0, 1, PACKET_OUTGOING};
+	out->insns[2] = (struct nlg_bpf_insn){BPF_JMP | BPF_JA, 0, 0, net.len};
+	memcpy(out->insns + 3, net.insns, net.len * sizeof(*net.insns));
+	memcpy(out->insns + 3 + net.len, eth.insns, eth.len * sizeof(*eth.insns));
+	nlg_bpf_free(&net);
+	nlg_bpf_free(&eth);
+	return 0;
+}
+
 /* Parse text into f; with compile = 0 only the syntax is checked (no
  * program is compiled, no object opened). */
-static int fanout_parse(const char *text, struct fanout *f, int compile, struct nlg_err *err)
+static int fanout_parse(const char *text, struct fanout *f, int compile, enum nlg_link link,
+			struct nlg_err *err)
 {
 	const char *s = text;
 	int have_mode = 0;
@@ -206,12 +247,9 @@ static int fanout_parse(const char *text, struct fanout *f, int compile, struct 
 				if (compile) {
 					int r = prog[0] >= '0' && prog[0] <= '9'
 						    ? nlg_bpf_parse(&f->prog, prog, err)
-						    : nlg_bpf_compile(&f->prog, prog, NLG_BPF_NET,
-								      0xffff, err);
+						    : selector(&f->prog, prog, link, err);
 					if (r < 0)
 						return r;
-					if (prog[0] < '0' || prog[0] > '9')
-						nlg_bpf_to_selector(&f->prog);
 				}
 			} else {
 				f->type = PACKET_FANOUT_EBPF;
@@ -268,7 +306,7 @@ int nlg_capture_parse_fanout(const char *text, struct nlg_err *err)
 {
 	struct fanout f;
 
-	return fanout_parse(text, &f, 0, err);
+	return fanout_parse(text, &f, 0, NLG_LINK_NET, err);
 }
 
 static void fanout_free(struct fanout *f)
@@ -459,6 +497,10 @@ static void walk_block(struct worker *w, struct tpacket_block_desc *b)
 		    .pkttype = sll->sll_pkttype,
 		    .worker = (uint8_t)w->idx,
 		};
+		if (m.time_ns < w->skip_before_ns) {
+			p += h->tp_next_offset;
+			continue;
+		}
 		if (h->tp_status & TP_STATUS_VLAN_VALID) {
 			m.has_vlan = 1;
 			m.vlan_tci = (uint16_t)h->hv1.tp_vlan_tci;
@@ -496,12 +538,23 @@ static void *mmap_worker(void *arg)
 		nlg_ring_publish(w->ring);
 		tick(w, 0);
 	}
-	/* What the kernel handed over before the stop is part of the capture. */
-	for (unsigned i = 0; i < w->nblocks && block_ready(block(w, w->cur)); i++) {
-		walk_block(w, block(w, w->cur));
-		block_release(block(w, w->cur));
-		w->cur = (w->cur + 1) % w->nblocks;
-		add(&w->blocks, 1);
+	/* What the kernel took before the stop is part of the capture, also
+	 * the packets of the block it still fills: that one is handed over
+	 * when the block timeout runs out, so wait that long for it. */
+	if (!atomic_load(&w->cap->closing)) {
+		uint64_t until = mono_ms() + 2 * w->cap->c.ring_timeout_ms + 20;
+		for (unsigned i = 0; i <= w->nblocks && mono_ms() < until; i++) {
+			struct tpacket_block_desc *b = block(w, w->cur);
+			if (!block_ready(b)) {
+				poll(&pfd, 1, (int)w->cap->c.ring_timeout_ms + 1);
+				if (!block_ready(b))
+					continue;
+			}
+			walk_block(w, b);
+			block_release(b);
+			w->cur = (w->cur + 1) % w->nblocks;
+			add(&w->blocks, 1);
+		}
 	}
 	worker_end(w);
 	return NULL;
@@ -829,12 +882,12 @@ static int open_live(struct nlg_capture *cap, struct nlg_err *err)
 		return r;
 	if ((r = pick_link(cap, err)) < 0)
 		goto out;
-	r = nlg_bpf_compile(&filter, cap->c.filter,
-			    cap->link == NLG_LINK_ETHER ? NLG_BPF_ETHER : NLG_BPF_NET,
-			    cap->c.snaplen, err);
+	r = nlg_bpf_compile_for(&filter, cap->c.filter,
+				cap->link == NLG_LINK_ETHER ? NLG_BPF_ETHER : NLG_BPF_NET,
+				cap->c.iface, cap->c.snaplen, err);
 	if (r < 0)
 		goto out;
-	if ((r = fanout_parse(cap->c.fanout, &cap->fan, 1, err)) < 0)
+	if ((r = fanout_parse(cap->c.fanout, &cap->fan, 1, cap->link, err)) < 0)
 		goto out;
 	cap->mode = cap->c.dispatch == NLG_CAP_RECVMMSG ? "recvmmsg" : "mmap";
 	for (unsigned i = 0; i < cap->n; i++)
@@ -936,21 +989,27 @@ fail:
  * was in it: throw them away, and the counts of that time with them. */
 static void flush(struct worker *w)
 {
+	unsigned ready = 0;
+
 	if (w->map) {
-		for (unsigned i = 0; i < w->nblocks; i++)
-			if (block_ready(block(w, i)))
-				block_release(block(w, i));
+		/* The kernel fills blocks in ring order from 0: give back the
+		 * full ones, and read on from the block it fills now. */
+		while (ready < w->nblocks && block_ready(block(w, ready)))
+			block_release(block(w, ready++));
+		w->cur = ready % w->nblocks;
 	} else if (w->fd >= 0) {
 		char b[64];
 		while (recv(w->fd, b, sizeof(b), MSG_DONTWAIT | MSG_TRUNC) >= 0)
 			;
 	}
+	/* That block may hold packets from before the group was whole: they
+	 * are older than this, and so are the counts the read below drops. */
+	w->skip_before_ns = nlg_realtime_ns();
 	if (w->fd >= 0) {
 		struct tpacket_stats_v3 st;
 		socklen_t len = sizeof(st);
 		getsockopt(w->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len);
 	}
-	w->cur = 0;
 }
 
 int nlg_capture_start(struct nlg_capture *cap, struct nlg_err *err)

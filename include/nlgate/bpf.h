@@ -35,6 +35,11 @@ enum nlg_bpf_link {
  * 0, or -EINVAL with the compiler's message in err. */
 int nlg_bpf_compile(struct nlg_bpf *out, const char *expr, enum nlg_bpf_link link, uint32_t snaplen,
 		    struct nlg_err *err);
+/* The same for a live Ethernet interface (in the current namespace): `vlan`
+ * tests the kernel's tag metadata as well as the frame, as tcpdump's live
+ * filters do. Needs CAP_NET_RAW (falls back to nlg_bpf_compile without). */
+int nlg_bpf_compile_for(struct nlg_bpf *out, const char *expr, enum nlg_bpf_link link,
+			const char *iface, uint32_t snaplen, struct nlg_err *err);
 /* `tcpdump -ddd` text: "N,code jt jf k,code jt jf k,..." (commas or newlines). */
 int nlg_bpf_parse(struct nlg_bpf *out, const char *text, struct nlg_err *err);
 /* A filter as a fanout selector: every return of a non-zero constant returns
