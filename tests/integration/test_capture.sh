@@ -9,7 +9,8 @@
 #     made between the namespaces, on one worker; lb splits evenly within 10%;
 #     cbpf:EXPR puts matching packets on worker 1 and the rest on 0; a
 #     `tcpdump -ddd`-style program picks the worker itself; two nlgate
-#     instances on vb at once each see every packet;
+#     instances on vb at once each see every packet; ebpf programs (one
+#     passed by fd, one pinned in a bpffs mount) pick the worker;
 #  3. dispatch: --dispatch recvmmsg gives the same counts; --stats says mode
 #     recvmmsg (mmap by default);
 #  4. bad input: unknown interface, a filter that does not compile, bad
@@ -65,6 +66,8 @@ send_udp() {
 	nlg_log "trafgen: $(grep -E 'usec on CPU' "$NLG_TMP/trafgen.log" | xargs)"
 }
 
+CAP_WRAP= # a command to run nlgate through (ebpf.py, to hand it a program's fd)
+
 # ---- captures in the background ---------------------------------------------
 declare -A CAP_PID
 # cap_start NAME ARGS...: `nlgate capture --stats ARGS...` in the background,
@@ -72,7 +75,7 @@ declare -A CAP_PID
 cap_start() {
 	local name=$1 pid
 	shift
-	"$NLGATE" capture --stats "$@" >"$NLG_TMP/$name.out" 2>"$NLG_TMP/$name.err" &
+	$CAP_WRAP "$NLGATE" capture --stats "$@" >"$NLG_TMP/$name.out" 2>"$NLG_TMP/$name.err" &
 	pid=$!
 	nlg_on_exit "kill -9 $pid"
 	CAP_PID[$name]=$pid
@@ -140,6 +143,25 @@ cap_start mmsg -n "$NB" -i vb --workers 2 --dispatch recvmmsg udp
 send_udp $N
 cap_stop mmsg $N
 $CHECK udp "$NLG_TMP/mmsg.out" "$NLG_TMP/mmsg.err" $N hash recvmmsg || nlg_fail "recvmmsg capture"
+
+# Round 4: ebpf, a program that sends everything to worker 1 handed over by
+# fd, and one that sends everything to worker 0 pinned in a bpffs mount of
+# our own, at once (hash would split them: round 1).
+EBPF="$NLG_PY $NLG_SRC/tests/integration/capture/ebpf.py"
+BPFFS="$NLG_TMP/bpffs"
+mkdir -p "$BPFFS"
+mount -t bpf bpf "$BPFFS" || nlg_fail "mounting a bpffs at $BPFFS"
+nlg_on_exit "umount $BPFFS"
+$EBPF 0 pin "$BPFFS/to0" || nlg_fail "loading and pinning an eBPF program"
+CAP_WRAP="$EBPF 1 fd" cap_start ebpf1 -n "$NB" -i vb --workers 2 --fanout 'ebpf:fd={fd}' udp
+cap_start ebpf0 -n "$NB" -i vb --workers 2 --fanout "ebpf:$BPFFS/to0" udp
+send_udp $N
+cap_stop ebpf1 $N
+cap_stop ebpf0 $N
+$CHECK udp "$NLG_TMP/ebpf1.out" "$NLG_TMP/ebpf1.err" $N all:1 mmap || nlg_fail "ebpf by fd"
+$CHECK udp "$NLG_TMP/ebpf0.out" "$NLG_TMP/ebpf0.err" $N all:0 mmap || nlg_fail "ebpf pinned"
+err=$("$NLGATE" capture -n "$NB" -i vb --fanout "ebpf:$BPFFS/nosuch" 2>&1) && nlg_fail "a missing eBPF object was taken"
+echo "$err" | grep -q "nosuch" || nlg_fail "unclear error for a missing eBPF object: $err"
 
 # ---- 2: both directions of TCP connections on one worker -------------------------
 cat >"$NLG_TMP/tcp.py" <<'EOF'

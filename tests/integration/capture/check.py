@@ -153,6 +153,11 @@ def cmd_udp(out_path, err_path, n, select, mode):
         on1 = sum(1 for r in recs if r["dport"] == port)
         check(on1 > 0, "%s: no packet to port %d at all", what, port)
         figures += ", %d to port %d" % (on1, port)
+    elif select.startswith("all:"):
+        k = int(select[4:])
+        bad = [r for r in recs if r["worker"] != k]
+        check(not bad, "%s: %d packets not on worker %d, e.g. %r", what, len(bad), k,
+              [(r["dport"], r["worker"]) for r in bad[:5]])
     elif select == "parity":
         bad = [r for r in recs if r["worker"] != r["dport"] & 1]
         check(not bad, "%s: %d packets not on worker dport & 1, e.g. %r", what, len(bad),
