@@ -277,6 +277,14 @@ void nlg_script_stop(struct nlg_script *s)
 {
 	if (!s)
 		return;
+	/* What the sources still hold is part of the stream: a capture's open
+	 * flows, events the kernel already queued. The handlers get them
+	 * before the state closes (and its feeds drain). */
+	for (const struct nlg_inst *in = s->house.list; in; in = in->next) {
+		const struct nlg_source_ops *ops = nlg_source_find(in->name);
+		if (ops && (const void *)ops == in->ops && in->handle)
+			nlg_source_drain(in->handle);
+	}
 	state_close(s->L);
 	watchdog_stop(s);
 	free(s);
