@@ -94,8 +94,9 @@ int main(int argc, char **argv)
 			check += p.present + p.sport;
 		}
 	dt = now_s() - t0;
-	printf("decode:      %zu frames x %ld: %.1f ns/pkt (%.1f Mpkt/s)\n", nf, rounds,
-	       dt * 1e9 / ((double)rounds * (double)nf), (double)rounds * (double)nf / dt / 1e6);
+	printf("decode:      %zu frames x %ld: %.1f ns/pkt (%.1f Mpkt/s, check %llu)\n", nf, rounds,
+	       dt * 1e9 / ((double)rounds * (double)nf), (double)rounds * (double)nf / dt / 1e6,
+	       (unsigned long long)check);
 
 	t = nlg_flow_create(&c);
 	if (!t)
