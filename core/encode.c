@@ -109,86 +109,6 @@ static const char *enum_name(const struct nlg_field *f, unsigned v)
 	return f->names[v];
 }
 
-static char *ip4_text(const uint8_t *b, char *p)
-{
-	for (int i = 0; i < 4; i++) {
-		unsigned v = b[i];
-		if (v >= 100) {
-			*p++ = (char)('0' + v / 100);
-			*p++ = (char)('0' + v / 10 % 10);
-		} else if (v >= 10) {
-			*p++ = (char)('0' + v / 10);
-		}
-		*p++ = (char)('0' + v % 10);
-		*p++ = '.';
-	}
-	return p - 1;
-}
-
-/* RFC 5952 text, as glibc's inet_ntop writes it (the unit test compares the
- * two): the first longest run of two or more zero words becomes "::", and
- * ::a.b.c.d and ::ffff:a.b.c.d keep their IPv4 tail. */
-static char *ip6_text(const uint8_t *b, char *p)
-{
-	static const char hx[] = "0123456789abcdef";
-	uint16_t w[8];
-	int best = -1, bestlen = 0, cur = -1;
-
-	for (int i = 0; i < 8; i++) {
-		w[i] = (uint16_t)(b[2 * i] << 8 | b[2 * i + 1]);
-		if (w[i]) {
-			cur = -1;
-			continue;
-		}
-		if (cur < 0)
-			cur = i;
-		if (i - cur + 1 > bestlen) {
-			best = cur;
-			bestlen = i - cur + 1;
-		}
-	}
-	if (bestlen < 2)
-		best = -1;
-	for (int i = 0; i < 8; i++) {
-		if (best >= 0 && i >= best && i < best + bestlen) {
-			if (i == best)
-				*p++ = ':';
-			continue;
-		}
-		if (i)
-			*p++ = ':';
-		if (i == 6 && best == 0 && (bestlen == 6 || (bestlen == 5 && w[5] == 0xffff)))
-			return ip4_text(b + 12, p);
-		for (int sh = 12, lead = 1; sh >= 0; sh -= 4) {
-			unsigned d = (w[i] >> sh) & 15;
-			if (d || !lead || !sh) {
-				*p++ = hx[d];
-				lead = 0;
-			}
-		}
-	}
-	if (best >= 0 && best + bestlen == 8)
-		*p++ = ':';
-	return p;
-}
-
-/* Addresses as text without inet_ntop, which goes through sprintf and
- * would cost more than the rest of a record. Returns the length; out holds
- * INET6_ADDRSTRLEN bytes. */
-static size_t addr_text(const struct nlg_addr *a, char *out)
-{
-	char *end;
-
-	if (a->family == AF_INET)
-		end = ip4_text(a->bytes, out);
-	else if (a->family == AF_INET6)
-		end = ip6_text(a->bytes, out);
-	else
-		end = out;
-	*end = 0;
-	return (size_t)(end - out);
-}
-
 static const char hexdig[] = "0123456789abcdef";
 
 /* ---- msgpack ---- */
@@ -236,7 +156,7 @@ static int mp_value_text(msgpack_packer *pk, const struct nlg_field *f, const vo
 		char text[INET6_ADDRSTRLEN];
 		if (!a->family)
 			return msgpack_pack_nil(pk);
-		return mp_str(pk, text, addr_text(a, text));
+		return mp_str(pk, text, nlg_addr_text(a, text));
 	}
 	case NLG_T_STR:
 		return mp_str(pk, p, strnlen(p, f->size));
@@ -567,7 +487,7 @@ static int json_value(struct nlg_buf *b, const struct nlg_field *f, const void *
 		char text[INET6_ADDRSTRLEN];
 		if (!a->family)
 			return json_lit(b, "null");
-		return nlg_json_str(b, text, addr_text(a, text));
+		return nlg_json_str(b, text, nlg_addr_text(a, text));
 	}
 	case NLG_T_STR:
 		return nlg_json_str(b, p, strnlen(p, f->size));

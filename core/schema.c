@@ -143,6 +143,83 @@ const char *nlg_ftype_name(enum nlg_ftype t)
 	return (unsigned)t < NLG_ARRAY_SIZE(ftype_names) ? ftype_names[t] : "?";
 }
 
+static char *ip4_text(const uint8_t *b, char *p)
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+		if (v >= 100) {
+			*p++ = (char)('0' + v / 100);
+			*p++ = (char)('0' + v / 10 % 10);
+		} else if (v >= 10) {
+			*p++ = (char)('0' + v / 10);
+		}
+		*p++ = (char)('0' + v % 10);
+		*p++ = '.';
+	}
+	return p - 1;
+}
+
+/* RFC 5952 text, as glibc's inet_ntop writes it (the unit test compares the
+ * two): the first longest run of two or more zero words becomes "::", and
+ * ::a.b.c.d and ::ffff:a.b.c.d keep their IPv4 tail. */
+static char *ip6_text(const uint8_t *b, char *p)
+{
+	static const char hx[] = "0123456789abcdef";
+	uint16_t w[8];
+	int best = -1, bestlen = 0, cur = -1;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (uint16_t)(b[2 * i] << 8 | b[2 * i + 1]);
+		if (w[i]) {
+			cur = -1;
+			continue;
+		}
+		if (cur < 0)
+			cur = i;
+		if (i - cur + 1 > bestlen) {
+			best = cur;
+			bestlen = i - cur + 1;
+		}
+	}
+	if (bestlen < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + bestlen) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (bestlen == 6 || (bestlen == 5 && w[5] == 0xffff)))
+			return ip4_text(b + 12, p);
+		for (int sh = 12, lead = 1; sh >= 0; sh -= 4) {
+			unsigned d = (w[i] >> sh) & 15;
+			if (d || !lead || !sh) {
+				*p++ = hx[d];
+				lead = 0;
+			}
+		}
+	}
+	if (best >= 0 && best + bestlen == 8)
+		*p++ = ':';
+	return p;
+}
+
+size_t nlg_addr_text(const struct nlg_addr *a, char *out)
+{
+	char *end;
+
+	if (a->family == AF_INET)
+		end = ip4_text(a->bytes, out);
+	else if (a->family == AF_INET6)
+		end = ip6_text(a->bytes, out);
+	else
+		end = out;
+	*end = 0;
+	return (size_t)(end - out);
+}
+
 int64_t nlg_field_int(const struct nlg_field *f, const void *rec)
 {
 	const char *p = (const char *)rec + f->offset;
@@ -195,9 +272,15 @@ size_t nlg_field_text(const struct nlg_field *f, const void *rec, char *buf, siz
 	switch (f->type) {
 	case NLG_T_ADDR: {
 		const struct nlg_addr *a = (const struct nlg_addr *)p;
-		if (!a->family || !inet_ntop(a->family, a->bytes, buf, (socklen_t)len))
-			buf[0] = 0;
-		return strlen(buf);
+		char text[INET6_ADDRSTRLEN];
+		size_t n = nlg_addr_text(a, text);
+		if (n >= len)
+			n = len ? len - 1 : 0;
+		if (len) {
+			memcpy(buf, text, n);
+			buf[n] = 0;
+		}
+		return n;
 	}
 	case NLG_T_STR:
 		n = snprintf(buf, len, "%.*s", (int)f->size, p);

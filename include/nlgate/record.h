@@ -15,6 +15,11 @@ struct nlg_addr {
 	uint8_t bytes[16];
 };
 
+/* An address as text ("10.0.0.1", RFC 5952 for IPv6, "" when absent)
+ * without inet_ntop's sprintf; out holds INET6_ADDRSTRLEN bytes. Returns
+ * the length. */
+size_t nlg_addr_text(const struct nlg_addr *a, char *out);
+
 /* sock: one inet_diag socket. `present` bits say which extension groups came. */
 enum {
 	NLG_SOCK_HAS_INFO = 1u << 0,	/* INET_DIAG_INFO (tcp_info) */
