@@ -589,7 +589,7 @@ case_failing() {
 	case_setup 10
 	start_listener
 	gw_start case_failing.lua
-	wait_log 10 'RESULT FAILING'
+	wait_log 30 'RESULT FAILING'
 	r=$(result FAILING)
 	[ "$r" = "RESULT FAILING 100 100 true true sockets:each,timer 100" ] ||
 		nlg_fail "want 'RESULT FAILING 100 100 true true sockets:each,timer 100', got '$r'"
