@@ -457,7 +457,7 @@ static int l_new(lua_State *L)
 {
 	static const char *const extra[] = {"filter", NULL};
 	const struct nlg_source_ops *ops = lua_touserdata(L, lua_upvalueindex(1));
-	int lua_filter = 1;
+	int own_filter = 0;
 	struct nlg_gw *gw = nlg_gw_get(L);
 	struct nlg_err err = {{0}};
 	struct lua_src *ls;
@@ -467,19 +467,21 @@ static int l_new(lua_State *L)
 
 	snprintf(name, sizeof(name), "gw.%s", ops->name);
 	nlg_gw_check_open(L, gw, name);
-	/* filter is the script's function, or (packets) the source's own
-	 * option when that takes text: a tcpdump expression. */
-	if (lua_istable(L, 1) && lua_getfield(L, 1, "filter") == LUA_TSTRING &&
-	    nlg_opt_find(ops->opts, "filter", 0) >= 0)
-		lua_filter = 0;
-	if (lua_istable(L, 1))
+	/* filter is the script's function, or the source's own option where
+	 * that takes text (packets: a tcpdump expression). */
+	if (lua_istable(L, 1)) {
+		own_filter = lua_getfield(L, 1, "filter") == LUA_TSTRING &&
+			     nlg_opt_find(ops->opts, "filter", 0) >= 0;
 		lua_pop(L, 1);
+	}
 	conf =
-	    nlg_lua_conf(L, ops->opts, ops->conf_size, lua_filter ? extra : NULL, name); /* at 2 */
-	if (lua_filter && lua_getfield(L, 1, "filter") != LUA_TNIL && !lua_isfunction(L, -1))
-		return luaL_error(L, "%s: bad filter (function expected)", name);
-	if (lua_filter)
+	    nlg_lua_conf(L, ops->opts, ops->conf_size, own_filter ? NULL : extra, name); /* at 2 */
+	if (!own_filter) {
+		int t = lua_getfield(L, 1, "filter");
+		if (t != LUA_TNIL && t != LUA_TFUNCTION)
+			return luaL_error(L, "%s: bad filter (function expected)", name);
 		lua_pop(L, 1);
+	}
 
 	ls = lua_newuserdatauv(L, sizeof(*ls), 0); /* 3 */
 	memset(ls, 0, sizeof(*ls));
@@ -512,9 +514,9 @@ static int l_new(lua_State *L)
 			log_notes(ls);
 		lua_pop(L, 1);
 	}
-	if (lua_filter && lua_getfield(L, 1, "filter") != LUA_TNIL)
+	if (!own_filter && lua_getfield(L, 1, "filter") != LUA_TNIL)
 		ls->filter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	else if (lua_filter)
+	else if (!own_filter)
 		lua_pop(L, 1);
 	nlg_view_new(L, ls->schema);
 	ls->view = lua_touserdata(L, -1);

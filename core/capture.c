@@ -88,23 +88,6 @@ struct nlg_capture {
 	char notes[1024];
 };
 
-static void note(struct nlg_capture *cap, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(struct nlg_capture *cap, const char *fmt, ...)
-{
-	size_t len = strlen(cap->notes);
-	va_list ap;
-
-	if (len + 2 >= sizeof(cap->notes))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(cap->notes + len, sizeof(cap->notes) - len - 1, fmt, ap);
-	va_end(ap);
-	len = strlen(cap->notes);
-	cap->notes[len] = '\n';
-	cap->notes[len + 1] = 0;
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -773,8 +756,9 @@ static int set_ring(struct nlg_capture *cap, struct worker *w, struct nlg_err *e
 					   (unsigned long long)(block * nblocks));
 		nblocks /= 2;
 		if (w->idx == 0)
-			note(cap, "not enough memory for the ring: halved to %llu bytes per worker",
-			     (unsigned long long)(block * nblocks));
+			nlg_note(cap->notes, sizeof(cap->notes),
+				 "not enough memory for the ring: halved to %llu bytes per worker",
+				 (unsigned long long)(block * nblocks));
 	}
 	w->nblocks = (unsigned)nblocks;
 	w->block_size = (unsigned)block;
@@ -807,7 +791,8 @@ static int open_socket(struct nlg_capture *cap, struct worker *w, const struct n
 		if (r < 0 && cap->c.dispatch == NLG_CAP_MMAP)
 			return r;
 		if (r < 0) {
-			note(cap, "no mmap ring (%s): reading with recvmmsg", err->msg);
+			nlg_note(cap->notes, sizeof(cap->notes),
+				 "no mmap ring (%s): reading with recvmmsg", err->msg);
 			close(w->fd);
 			w->fd = -1;
 			cap->mode = "recvmmsg";
@@ -831,7 +816,8 @@ static int open_socket(struct nlg_capture *cap, struct worker *w, const struct n
 		struct packet_mreq mr = {.mr_ifindex = cap->ifindex, .mr_type = PACKET_MR_PROMISC};
 		if (setsockopt(w->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0 &&
 		    w->idx == 0)
-			note(cap, "%s: no promiscuous mode: %s", where, strerror(errno));
+			nlg_note(cap->notes, sizeof(cap->notes), "%s: no promiscuous mode: %s",
+				 where, strerror(errno));
 	}
 	return join_fanout(cap, w, err);
 }
@@ -907,15 +893,16 @@ static int open_live(struct nlg_capture *cap, struct nlg_err *err)
 			goto out;
 		}
 	}
-	note(cap, "%s: %u worker%s, %s, fanout %s group %u", cap->c.iface, cap->n,
-	     cap->n == 1 ? "" : "s",
-	     !strcmp(cap->mode, "mmap") ? "TPACKET_V3 rings" : "recvmmsg batches", cap->c.fanout,
-	     cap->group);
+	nlg_note(cap->notes, sizeof(cap->notes), "%s: %u worker%s, %s, fanout %s group %u",
+		 cap->c.iface, cap->n, cap->n == 1 ? "" : "s",
+		 !strcmp(cap->mode, "mmap") ? "TPACKET_V3 rings" : "recvmmsg batches",
+		 cap->c.fanout, cap->group);
 	if (!strcmp(cap->mode, "mmap"))
-		note(cap,
-		     "ring per worker: %u blocks of %u bytes (%zu bytes), block timeout %llu ms",
-		     cap->w[0].nblocks, cap->w[0].block_size, cap->w[0].map_len,
-		     (unsigned long long)cap->c.ring_timeout_ms);
+		nlg_note(
+		    cap->notes, sizeof(cap->notes),
+		    "ring per worker: %u blocks of %u bytes (%zu bytes), block timeout %llu ms",
+		    cap->w[0].nblocks, cap->w[0].block_size, cap->w[0].map_len,
+		    (unsigned long long)cap->c.ring_timeout_ms);
 	r = 0;
 out:
 	nlg_bpf_free(&filter);

@@ -57,3 +57,18 @@ uint64_t nlg_realtime_ns(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+void nlg_note(char *notes, size_t size, const char *fmt, ...)
+{
+	size_t len = strlen(notes);
+	va_list ap;
+
+	if (len + 2 >= size)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(notes + len, size - len - 1, fmt, ap);
+	va_end(ap);
+	len = strlen(notes);
+	notes[len] = '\n';
+	notes[len + 1] = 0;
+}

@@ -167,22 +167,6 @@ static int read_sysctl(const char *name)
 	return v;
 }
 
-static void note(struct nlg_ct_src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(struct nlg_ct_src *s, const char *fmt, ...)
-{
-	size_t off = strlen(s->notes);
-	va_list ap;
-
-	if (off + 2 >= sizeof(s->notes))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(s->notes + off, sizeof(s->notes) - off - 1, fmt, ap);
-	va_end(ap);
-	off = strlen(s->notes);
-	s->notes[off] = '\n';
-	s->notes[off + 1] = 0;
-}
-
 static void check_kernel(struct nlg_ct_src *s)
 {
 	int acct, ts;
@@ -193,22 +177,25 @@ static void check_kernel(struct nlg_ct_src *s)
 	acct = read_sysctl("nf_conntrack_acct");
 	ts = read_sysctl("nf_conntrack_timestamp");
 	if (s->events_mode == 0)
-		note(s, "net.netfilter.nf_conntrack_events=0: the kernel sends no conntrack "
-			"events; only dumps will show flows (set it to 1)");
+		nlg_note(s->notes, sizeof(s->notes),
+			 "net.netfilter.nf_conntrack_events=0: the kernel sends no conntrack "
+			 "events; only dumps will show flows (set it to 1)");
 	else if (s->events_mode == 2)
-		note(s,
-		     "net.netfilter.nf_conntrack_events=2: the kernel gives events only to "
-		     "flows created while a listener exists, so flows that predate nlgate "
-		     "never report their end; nlgate lists them from its start-up dump and "
-		     "notices their end at a resync dump (every %d s while any remain). Set it "
-		     "to 1 for destroy events from every flow",
-		     CT_EARLY_RESYNC_MS / 1000);
+		nlg_note(s->notes, sizeof(s->notes),
+			 "net.netfilter.nf_conntrack_events=2: the kernel gives events only to "
+			 "flows created while a listener exists, so flows that predate nlgate "
+			 "never report their end; nlgate lists them from its start-up dump and "
+			 "notices their end at a resync dump (every %d s while any remain). Set it "
+			 "to 1 for destroy events from every flow",
+			 CT_EARLY_RESYNC_MS / 1000);
 	if (acct == 0)
-		note(s, "net.netfilter.nf_conntrack_acct=0: no packet/byte counters (set it to 1; "
-			"applies to flows created afterwards)");
+		nlg_note(s->notes, sizeof(s->notes),
+			 "net.netfilter.nf_conntrack_acct=0: no packet/byte counters (set it to 1; "
+			 "applies to flows created afterwards)");
 	if (ts == 0)
-		note(s, "net.netfilter.nf_conntrack_timestamp=0: no start/stop timestamps (set "
-			"it to 1; applies to flows created afterwards)");
+		nlg_note(s->notes, sizeof(s->notes),
+			 "net.netfilter.nf_conntrack_timestamp=0: no start/stop timestamps (set "
+			 "it to 1; applies to flows created afterwards)");
 }
 
 static int cap_msg(struct nlg_err *err, int r, const char *what)
@@ -709,8 +696,9 @@ struct nlg_ct_src *nlg_ct_open(const struct nlg_ct_opts *o, const struct nlg_ct_
 	if (s->o.rcvbuf != 0 || s->st.rcvbuf < NLG_CT_RCVBUF) {
 		int asked = s->o.rcvbuf ? s->o.rcvbuf : NLG_CT_RCVBUF;
 		if (s->st.rcvbuf < asked)
-			note(s, "conntrack receive buffer: asked %d bytes, the kernel granted %d",
-			     asked, s->st.rcvbuf);
+			nlg_note(s->notes, sizeof(s->notes),
+				 "conntrack receive buffer: asked %d bytes, the kernel granted %d",
+				 asked, s->st.rcvbuf);
 	}
 	if (s->table || s->o.initial_dump) {
 		s->dump = nlg_nl_open(NETLINK_NETFILTER, 0, s->o.netns, err);

@@ -23,6 +23,9 @@ enum { NLG_CB_ERROR = -1, NLG_CB_STOP = 0, NLG_CB_OK = 1 };
 
 /* One line on stderr for the user: "TIMESTAMP nlgate: message". */
 void nlg_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Append one line to notes[size] (a source's notes for the user: one per
+ * line); a line that does not fit whole is cut, and past the end dropped. */
+void nlg_note(char *notes, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nlg_vlog(const char *prefix, const char *fmt, va_list ap);
 
 uint64_t nlg_now_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
