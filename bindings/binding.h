@@ -75,6 +75,7 @@ struct nlg_gw {
 	struct nlg_buf enc;	  /* shared encode buffer for sends */
 	msgpack_packer pk;
 	int closing;
+	int quiet; /* stopping: sources closed, timers no longer fire; outputs drain */
 };
 
 struct nlg_gw *nlg_gw_get(lua_State *L); /* raises if nlgate was never opened */
@@ -121,6 +122,10 @@ struct nlg_inst *nlg_house_add(struct nlg_gw *gw, const char *name, const void *
 			       const void *conf, size_t conf_size, void *handle, void *obj);
 /* The instance leaves the house (closed by its owner). */
 void nlg_house_remove(struct nlg_house *h, struct nlg_inst *in);
+
+/* At exit, before the outputs drain: close every source this state holds
+ * (lua_source.c) and let no timer fire again (gw->quiet). */
+void nlg_lua_quiesce(struct nlg_gw *gw);
 
 /* Options: read the table at idx against an option table into conf (zeroed
  * by the caller). Values become text as on the command line (numbers,

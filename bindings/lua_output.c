@@ -18,7 +18,7 @@ struct lua_out {
 	struct nlg_inst *inst; /* NULL once closed (or handed to a new state) */
 	struct nlg_gw_stat stat;
 	int self_ref;
-	uint64_t sent;
+	uint64_t offered; /* out:send calls that framed */
 };
 
 static void push_stats(lua_State *L, struct lua_out *lo)
@@ -34,8 +34,8 @@ static void push_stats(lua_State *L, struct lua_out *lo)
 	} else {
 		lua_createtable(L, 0, 2);
 	}
-	lua_pushinteger(L, (lua_Integer)lo->sent);
-	lua_setfield(L, -2, "sent");
+	lua_pushinteger(L, (lua_Integer)lo->offered);
+	lua_setfield(L, -2, "offered");
 	lua_pushboolean(L, lo->inst != NULL);
 	lua_setfield(L, -2, "open");
 }
@@ -100,7 +100,7 @@ static int l_send(lua_State *L)
 	it.len = gw->enc.len;
 	if (lo->ops->send(lo->inst->handle, &it) < 0)
 		return luaL_error(L, "%s:send: cannot frame the item", lo->ops->name);
-	lo->sent++;
+	lo->offered++;
 	return 0;
 }
 

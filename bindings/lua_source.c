@@ -295,6 +295,21 @@ static void src_close(struct lua_src *ls)
 	finish_close(ls);
 }
 
+void nlg_lua_quiesce(struct nlg_gw *gw)
+{
+	struct nlg_inst *in;
+
+	gw->quiet = 1;
+	/* src_close takes the instance out of the list: start over each time. */
+	do {
+		for (in = gw->house->list; in; in = in->next)
+			if (in->owner == gw && in->obj && nlg_source_find(in->name) == in->ops) {
+				src_close(in->obj);
+				break;
+			}
+	} while (in);
+}
+
 static struct lua_src *check(lua_State *L)
 {
 	struct lua_src *ls = luaL_checkudata(L, 1, SOURCE_MT);

@@ -34,6 +34,12 @@ static int64_t timer_fire(struct nlg_loop *loop, int64_t id, void *data)
 	NLG_UNUSED(id);
 	int rc;
 
+	if (t->gw->quiet) { /* exiting: the outputs drain, nothing new comes */
+		t->id = 0;
+		timer_cancel(L, t);
+		return -1;
+	}
+
 	/* On the stack during the call: a handler that cancels its own timer
 	 * and drops the last reference cannot have it collected under us. */
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);

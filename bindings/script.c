@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "nlgate/output.h"
 #include "nlgate/script.h"
 #include "nlgate/source.h"
 
@@ -273,6 +274,28 @@ int nlg_script_reload(struct nlg_script *s, struct nlg_err *err)
 	return 0;
 }
 
+/* Sources closed and timers quiet, the outputs get up to drain_ms to
+ * deliver what they hold (reconnects and acknowledgements included). */
+static void drain_outputs(struct nlg_script *s)
+{
+	const struct nlg_output_ops *ops[64];
+	void *st[64];
+	size_t n = 0;
+	char line[512];
+
+	nlg_lua_quiesce(nlg_gw_get(s->L));
+	for (const struct nlg_inst *in = s->house.list; in && n < NLG_ARRAY_SIZE(ops);
+	     in = in->next) {
+		const struct nlg_output_ops *o = nlg_output_find(in->name);
+		if (o && (const void *)o == in->ops && in->handle) {
+			ops[n] = o;
+			st[n++] = in->handle;
+		}
+	}
+	if (nlg_output_drain(s->loop, ops, st, n, s->o.drain_ms, line, sizeof(line)))
+		nlg_log("stop: %s", line);
+}
+
 void nlg_script_stop(struct nlg_script *s)
 {
 	if (!s)
@@ -285,6 +308,8 @@ void nlg_script_stop(struct nlg_script *s)
 		if (ops && (const void *)ops == in->ops && in->handle)
 			nlg_source_drain(in->handle);
 	}
+	if (s->L)
+		drain_outputs(s);
 	state_close(s->L);
 	watchdog_stop(s);
 	free(s);

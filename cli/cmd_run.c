@@ -17,6 +17,7 @@
 #include "nlgate/loop.h"
 #include "nlgate/opt.h"
 #include "nlgate/priv.h"
+#include "nlgate/output.h"
 #include "nlgate/script.h"
 
 #ifndef NLGATE_SRCDIR
@@ -32,9 +33,13 @@ static const char run_usage[] =
     "  -u, --user USER       after the script has opened its sources, switch to USER,\n"
     "                        keeping only the capabilities they need; a reload that\n"
     "                        would need more is refused\n"
+    "  -d, --drain DURATION  at exit, how long outputs may take to deliver what they\n"
+    "                        hold: queues, resends, acknowledgements (default 5s)\n"
     "  -h, --help            this help\n\n"
-    "Signals: INT/TERM stop (feeds are drained), HUP reloads the script; if the\n"
-    "new one fails to load or to start, the running one keeps running.\n";
+    "Signals: INT/TERM stop: the sources close, the outputs drain (a second INT or\n"
+    "TERM cuts it short; what was not delivered is said in one line). HUP reloads\n"
+    "the script; if the new one fails to load or to start, the running one keeps\n"
+    "running.\n";
 
 static const char check_usage[] =
     "usage: nlgate check SCRIPT\n"
@@ -102,11 +107,13 @@ int nlg_cmd_run(int argc, char **argv)
 	    {"mem-limit", required_argument, NULL, 'm'},
 	    {"budget", required_argument, NULL, 'b'},
 	    {"user", required_argument, NULL, 'u'},
+	    {"drain", required_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	char script[PATH_MAX], lpath[3 * PATH_MAX];
-	struct nlg_script_opts so = {.mem_limit = 256u << 20, .insn_budget = 50000000};
+	struct nlg_script_opts so = {
+	    .mem_limit = 256u << 20, .insn_budget = 50000000, .drain_ms = NLG_DRAIN_MS};
 	struct run_ctx ctx = {0};
 	struct nlg_script *s = NULL;
 	struct nlg_err err = {{0}};
@@ -116,7 +123,7 @@ int nlg_cmd_run(int argc, char **argv)
 	char dropped[384] = "";
 
 	optind = 0; /* 0: glibc starts afresh (nlg_cli_main may run again) */
-	while ((c = getopt_long(argc, argv, ":m:b:u:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:b:u:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			if (parse_mib(optarg, &so.mem_limit) < 0)
@@ -129,6 +136,11 @@ int nlg_cmd_run(int argc, char **argv)
 			break;
 		case 'u':
 			user = optarg;
+			break;
+		case 'd':
+			if (nlg_parse_duration(optarg, "s", &so.drain_ms) < 0)
+				return nlg_cmd_fail("run: bad drain '%s' (a duration: 5s, 500ms)",
+						    optarg);
 			break;
 		case 'h':
 			fputs(run_usage, stdout);

@@ -90,6 +90,11 @@ size_t nlg_outq_cap(const struct nlg_outq *q)
 	return q->cap;
 }
 
+size_t nlg_outq_frames(const struct nlg_outq *q)
+{
+	return q->fn;
+}
+
 uint64_t nlg_outq_missed(const struct nlg_outq *q)
 {
 	return q->missed;
@@ -270,6 +275,22 @@ static void consume(struct nlg_outq *q, size_t n)
 		q->fl = NULL;
 		q->fcap = 0;
 	}
+}
+
+int nlg_outq_cut(struct nlg_outq *q)
+{
+	if (!q->max_frames)
+		return -EINVAL;
+	if (!q->fn || !q->fdone)
+		return 0;
+	size_t rest = q->fl[q->fhead] - q->fdone;
+
+	consume(q, rest); /* counts them written: they were not */
+	q->st.written -= rest;
+	if (q->total)
+		q->total->written -= rest;
+	COUNT(q, dropped, 1);
+	return 1;
 }
 
 int nlg_outq_write(struct nlg_outq *q, int fd)

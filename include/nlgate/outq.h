@@ -82,7 +82,15 @@ int nlg_outq_announce(struct nlg_outq *q);
  * when the peer is gone (-EPIPE, -ECONNRESET, ...). */
 int nlg_outq_write(struct nlg_outq *q, int fd);
 
+/* A connection broke: if the oldest frame was partly written, drop the
+ * rest of it so the next connection starts on a frame boundary. Returns 1
+ * if it did (the frame counts as dropped, not missed: the peer got its
+ * front), 0 if not. Needs max_frames (it knows where frames end); -EINVAL
+ * without. */
+int nlg_outq_cut(struct nlg_outq *q);
+
 size_t nlg_outq_len(const struct nlg_outq *q);	    /* bytes queued */
+size_t nlg_outq_frames(const struct nlg_outq *q);   /* entries queued (max_frames only) */
 size_t nlg_outq_cap(const struct nlg_outq *q);	    /* bytes allocated for the ring */
 uint64_t nlg_outq_missed(const struct nlg_outq *q); /* dropped since the last gap frame */
 const struct nlg_outq_stats *nlg_outq_stats(const struct nlg_outq *q);

@@ -23,6 +23,9 @@ struct nlg_script_opts {
 	 * process within 2 s if one is stuck inside a C function then. */
 	int stop_fd;
 	uint64_t wall_ms;
+	/* At stop, how long outputs may take to deliver what they hold
+	 * (NLG_DRAIN_MS is the command line's default); 0: one try. */
+	uint64_t drain_ms;
 };
 
 struct nlg_script;
@@ -42,7 +45,9 @@ void nlg_script_watchdog(struct nlg_script *s);
  * why (file:line), the failure is counted (gw.stats().script.reload_failures)
  * and a negative errno is returned. */
 int nlg_script_reload(struct nlg_script *s, struct nlg_err *err);
-/* Close the state and everything it opened (outputs drain briefly). NULL ok. */
+/* Drain the sources into their handlers, close them, give the outputs up
+ * to drain_ms to deliver (one log line says what they could not), then
+ * close the state and everything it opened. NULL ok. */
 void nlg_script_stop(struct nlg_script *s);
 /* Handler errors raised and caught so far. */
 uint64_t nlg_script_errors(const struct nlg_script *s);
