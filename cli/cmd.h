@@ -45,4 +45,23 @@ int nlg_printer_record(struct nlg_printer *p, const struct nlg_schema *s, const 
 int nlg_printer_flush(struct nlg_printer *p);
 void nlg_printer_free(struct nlg_printer *p);
 
+/* `--to URL` (cmd_to.c): one output opened from a URL, records sent to it,
+ * drained at exit. */
+struct nlg_loop;
+struct nlg_output_ops;
+struct nlg_to {
+	const struct nlg_output_ops *ops;
+	void *conf, *st;
+	struct nlg_buf buf;
+	msgpack_packer pk;
+};
+/* 0, or a negative errno with err "--to URL: why". */
+int nlg_to_open(struct nlg_to *to, const char *url, struct nlg_loop *loop, struct nlg_err *err);
+/* Encode rec (of schema s) once and hand it to the output, tagged s->kind:
+ * as out:send does. Returns what ops->send returns. */
+int nlg_to_send(struct nlg_to *to, const struct nlg_schema *s, const void *rec);
+/* Give the output up to drain_ms to deliver (one log line for what it
+ * could not), then close it. */
+void nlg_to_close(struct nlg_to *to, struct nlg_loop *loop, uint64_t drain_ms);
+
 #endif

@@ -14,15 +14,18 @@
 #include "cmd.h"
 #include "nlgate/loop.h"
 #include "nlgate/opt.h"
+#include "nlgate/output.h"
 #include "nlgate/source.h"
 
 /* The flags every source takes are rows too, appended to the source's own,
  * so that --help and parsing treat them alike. */
 struct generic {
 	int msgpack, stats, help;
+	char to[512];
+	uint64_t drain_ms;
 };
 
-enum { GEN_MSGPACK, GEN_STATS, GEN_HELP, GEN_N };
+enum { GEN_MSGPACK, GEN_STATS, GEN_TO, GEN_DRAIN, GEN_HELP, GEN_N };
 
 static const struct nlg_opt generic_opts[] = {
     [GEN_MSGPACK] = {.name = "msgpack",
@@ -36,6 +39,25 @@ static const struct nlg_opt generic_opts[] = {
 		   .off = offsetof(struct generic, stats),
 		   .flags = NLG_OPT_CLI | NLG_OPT_LIVE,
 		   .desc = "print the counters as one JSON object on stderr at exit"},
+    [GEN_TO] = {.name = "to",
+		.type = NLG_OPT_STR,
+		.off = offsetof(struct generic, to),
+		.size = sizeof(((struct generic *)0)->to),
+		.flags = NLG_OPT_CLI | NLG_OPT_LIVE,
+		.arg = "URL",
+		.desc = "send the records to an output instead of printing them: unix:PATH, "
+			"tcp://HOST:PORT, tcp-listen://[ADDR]:PORT, forward://HOST:PORT, "
+			"nats://HOST:PORT/SUBJECT; more of its options as ?name=value&..."},
+    [GEN_DRAIN] = {.name = "drain",
+		   .type = NLG_OPT_DURATION,
+		   .off = offsetof(struct generic, drain_ms),
+		   .size = sizeof(uint64_t),
+		   .def = "5s",
+		   .unit = "s",
+		   .flags = NLG_OPT_CLI | NLG_OPT_LIVE,
+		   .arg = "DURATION",
+		   .desc = "with --to: at exit, how long the output may take to deliver what it "
+			   "holds (default 5s)"},
     [GEN_HELP] = {.name = "help",
 		  .type = NLG_OPT_BOOL,
 		  .off = offsetof(struct generic, help),
@@ -347,6 +369,7 @@ struct out {
 	const char *cmd;		 /* "watch sockets", "capture": for messages */
 	struct nlg_printer p;
 	struct nlg_loop *loop; /* watch only */
+	struct nlg_to *to;     /* --to: records go there, not to the printer */
 	struct nlg_source *src;
 	int ready;
 	int failed; /* the source stopped for good */
@@ -366,6 +389,15 @@ static int sink_record(void *data, const void *rec)
 {
 	struct out *o = data;
 
+	if (o->to) {
+		if (nlg_to_send(o->to, o->schema, rec) < 0) {
+			nlg_cmd_fail("%s: cannot frame a record for %s", o->cmd, o->to->ops->name);
+			o->failed = 1;
+			nlg_loop_stop(o->loop);
+			return NLG_CB_ERROR;
+		}
+		return NLG_CB_OK;
+	}
 	if (nlg_printer_record(&o->p, o->schema, rec) < 0) {
 		if (o->loop)
 			nlg_loop_stop(o->loop);
@@ -578,6 +610,7 @@ static int watch_run(struct cli *c)
 	struct nlg_err err = {{0}};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, oldpipe;
 	sigset_t mask, oldmask;
+	struct nlg_to to = {0};
 	char line[256];
 	int rc, sfd = -1;
 
@@ -596,6 +629,13 @@ static int watch_run(struct cli *c)
 	if (sfd < 0 || !o.loop || nlg_loop_add_fd(o.loop, sfd, EPOLLIN, on_signal, &o) < 0) {
 		nlg_cmd_fail("%s: cannot set up the event loop: %s", c->cmd, strerror(errno));
 		goto out;
+	}
+	if (c->gen.to[0]) {
+		if (nlg_to_open(&to, c->gen.to, o.loop, &err) < 0) {
+			nlg_cmd_fail("%s: %s", c->cmd, err.msg);
+			goto out;
+		}
+		o.to = &to;
 	}
 	o.src = nlg_source_open(c->ops, o.loop, c->conf, &sink, &err);
 	if (!o.src) {
@@ -621,9 +661,14 @@ static int watch_run(struct cli *c)
 		fprintf(stderr, "nlgate: %s: %s\n", c->positional ? c->cmd : c->ops->name, line);
 	if (c->gen.stats)
 		print_stats(&o);
+	/* The source stops before the output drains: nothing new comes. */
+	nlg_source_close(o.src);
+	o.src = NULL;
+	nlg_to_close(&to, o.loop, c->gen.drain_ms);
 	rc = o.failed ? 1 : out_result(&o, c->cmd);
 out:
 	nlg_source_close(o.src);
+	nlg_to_close(&to, o.loop, 0);
 	nlg_loop_destroy(o.loop);
 	if (sfd >= 0)
 		close(sfd);

@@ -10,12 +10,13 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "nlgate/net.h"
 #include "nlgate/opt.h"
 
 static const char usage[] =
-    "usage: nlgate tail [OPTIONS] [SOCKET]\n"
-    "Connect to an nlgate feed (default ./nlgate.sock) and print its frames as\n"
-    "JSON lines: {\"tag\":...,\"time\":...,\"record\":{...}}.\n\n"
+    "usage: nlgate tail [OPTIONS] [SOCKET | unix:PATH | tcp://HOST:PORT]\n"
+    "Connect to an nlgate feed (default ./nlgate.sock; tcp:// for gw.tcp{listen})\n"
+    "and print its frames as JSON lines: {\"tag\":...,\"time\":...,\"record\":{...}}.\n\n"
     "  -n, --count N     exit after N frames\n"
     "  -t, --tag PREFIX  only frames whose tag starts with PREFIX\n"
     "  -m, --msgpack     copy the raw msgpack stream to stdout instead\n"
@@ -85,12 +86,27 @@ int nlg_cmd_tail(int argc, char **argv)
 		path = argv[optind++];
 	if (optind < argc)
 		return nlg_cmd_fail("tail: one socket at a time (see --help)");
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return nlg_cmd_fail("tail: socket path too long: %s", path);
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		return nlg_cmd_fail("tail: cannot connect to %s: %s", path, strerror(errno));
+	if (!strncmp(path, "tcp://", 6)) {
+		struct nlg_netaddr a;
+		struct nlg_err err = {{0}};
+
+		if (nlg_net_resolve(&a, path + 6, "127.0.0.1", 0, &err) < 0)
+			return nlg_cmd_fail("tail: %s", err.msg);
+		fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&a.ss, a.len) < 0)
+			return nlg_cmd_fail("tail: cannot connect to %s: %s", path,
+					    strerror(errno));
+	} else {
+		if (!strncmp(path, "unix:", 5))
+			path += 5;
+		if (strlen(path) >= sizeof(sun.sun_path))
+			return nlg_cmd_fail("tail: socket path too long: %s", path);
+		strcpy(sun.sun_path, path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+			return nlg_cmd_fail("tail: cannot connect to %s: %s", path,
+					    strerror(errno));
+	}
 	nlg_buf_init(&in);
 	nlg_buf_init(&out);
 	while (count < 0 || seen < count) {

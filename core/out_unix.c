@@ -6,8 +6,6 @@
  * blocks the loop. */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,35 +15,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "nlgate/feed.h"
 #include "nlgate/out_unix.h"
 #include "nlgate/outq.h"
 
-/* A client's queue is written at once when it reaches this; below it, when
- * the loop runs (EPOLLOUT). A poll sends thousands of small frames, and one
- * write per frame per client cost more than the encoding. */
-#define WRITE_BATCH	(64 * 1024)
-#define ACCEPT_RETRY_MS 100 /* listener pause when out of fds */
-
-struct nlg_client {
-	struct nlg_out_unix *u;
-	int fd;
-	int want_out; /* EPOLLOUT registered */
-	struct nlg_outq *q;
-};
-
 struct nlg_out_unix {
 	struct nlg_loop *loop;
-	int fd;
+	int fd; /* until the feed owns it */
+	struct nlg_feed *feed;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* the socket file we bound, so close unlinks only ours */
 	ino_t ino;
-	size_t qmax;
-	int max_clients;
-	struct nlg_client **cl;
-	int ncl;
-	int64_t retry_timer;	  /* > 0 while accept is paused */
-	struct nlg_outq_stats qt; /* every client's queue adds to it */
-	uint64_t frames, accepted, rejected;
 };
 
 /* ---- options and counters ---- */
@@ -138,161 +118,6 @@ struct nlg_schema nlg_unix_stats_schema = {
     .rec_size = sizeof(struct nlg_unix_stats),
     .present_off = offsetof(struct nlg_unix_stats, present),
 };
-
-/* ---- clients ---- */
-
-static void client_set_out(struct nlg_out_unix *u, struct nlg_client *c, int on)
-{
-	if (c->want_out == on)
-		return;
-	if (nlg_loop_mod_fd(u->loop, c->fd, EPOLLIN | (on ? EPOLLOUT : 0)) == 0)
-		c->want_out = on;
-}
-
-static void client_free(struct nlg_out_unix *u, struct nlg_client *c)
-{
-	nlg_loop_del_fd(u->loop, c->fd);
-	close(c->fd);
-	nlg_outq_destroy(c->q);
-	free(c);
-}
-
-static void client_remove(struct nlg_out_unix *u, int i)
-{
-	client_free(u, u->cl[i]);
-	u->cl[i] = u->cl[--u->ncl];
-}
-
-static int client_index(const struct nlg_out_unix *u, const struct nlg_client *c)
-{
-	for (int i = 0; i < u->ncl; i++)
-		if (u->cl[i] == c)
-			return i;
-	return -1;
-}
-
-/* Write what the socket takes; EPOLLOUT while some remains. 0, or -1 when
- * the client is gone. A write that freed room lets the gap frame in at
- * once: the frames that would carry it may have stopped coming. */
-static int client_write(struct nlg_out_unix *u, struct nlg_client *c)
-{
-	uint64_t before = nlg_outq_stats(c->q)->written;
-	int rc = nlg_outq_write(c->q, c->fd);
-
-	if (rc >= 0 && nlg_outq_missed(c->q) && nlg_outq_stats(c->q)->written != before &&
-	    nlg_outq_announce(c->q) > 0)
-		rc = nlg_outq_write(c->q, c->fd);
-	if (rc < 0)
-		return -1;
-	client_set_out(u, c, rc);
-	return 0;
-}
-
-/* Clients may write; nobody listens. Read and discard, and learn of EOF. */
-static int client_read(struct nlg_client *c)
-{
-	char junk[4096];
-
-	/* Bounded, so a chatty client cannot hold the loop; level-triggered
-	 * epoll brings us back for the rest. */
-	for (int i = 0; i < 16; i++) {
-		ssize_t r = read(c->fd, junk, sizeof(junk));
-		if (r > 0)
-			continue;
-		if (r == 0)
-			return -1;
-		if (errno == EINTR)
-			continue;
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-	}
-	return 0;
-}
-
-/* The loop may deliver a stale event for a reused fd number, so a client is
- * dropped only on what read/write say, never on event bits alone. */
-static void client_io(struct nlg_loop *loop, int fd, uint32_t events, void *data)
-{
-	struct nlg_client *c = data;
-	struct nlg_out_unix *u = c->u;
-	int i = client_index(u, c);
-
-	(void)loop;
-	(void)fd;
-	if (i < 0)
-		return;
-	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && client_read(c) < 0) {
-		client_remove(u, i);
-		return;
-	}
-	if ((events & (EPOLLOUT | EPOLLERR)) && client_write(u, c) < 0)
-		client_remove(u, i);
-}
-
-/* ---- listener ---- */
-
-static int64_t accept_resume(struct nlg_loop *loop, int64_t id, void *data)
-{
-	struct nlg_out_unix *u = data;
-
-	(void)id;
-	u->retry_timer = 0;
-	nlg_loop_mod_fd(loop, u->fd, EPOLLIN);
-	return -1;
-}
-
-static struct nlg_client *client_new(struct nlg_out_unix *u, int cfd)
-{
-	struct nlg_outq_conf qc = {.max_bytes = u->qmax, .total = &u->qt};
-	struct nlg_client *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->u = u;
-	c->fd = cfd;
-	c->q = nlg_outq_create(&qc);
-	if (!c->q || nlg_loop_add_fd(u->loop, cfd, EPOLLIN, client_io, c) < 0) {
-		nlg_outq_destroy(c->q);
-		free(c);
-		return NULL;
-	}
-	return c;
-}
-
-static void accept_io(struct nlg_loop *loop, int fd, uint32_t events, void *data)
-{
-	struct nlg_out_unix *u = data;
-
-	(void)events;
-	for (;;) {
-		struct nlg_client *c;
-		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (cfd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* The pending connection stays pending, and a
-				 * level-triggered listener would spin: pause it. */
-				int64_t t =
-				    nlg_loop_add_timer(loop, ACCEPT_RETRY_MS, accept_resume, u);
-				if (t > 0 && nlg_loop_mod_fd(loop, fd, 0) == 0)
-					u->retry_timer = t;
-				else if (t > 0)
-					nlg_loop_del_timer(loop, t);
-			}
-			return;
-		}
-		c = u->ncl < u->max_clients ? client_new(u, cfd) : NULL;
-		if (!c) {
-			close(cfd);
-			u->rejected++;
-			continue;
-		}
-		u->cl[u->ncl++] = c;
-		u->accepted++;
-	}
-}
 
 /* ---- the socket file ----
  *
@@ -465,23 +290,18 @@ out:
 
 /* ---- open, flush, close ---- */
 
-static void unix_close_now(struct nlg_out_unix *u)
+/* The feed closes its clients and the listener; the path goes if ours. */
+static void unix_close_now(struct nlg_out_unix *u, int timeout_ms)
 {
 	struct stat sb;
 
-	for (int i = 0; i < u->ncl; i++)
-		client_free(u, u->cl[i]);
-	u->ncl = 0;
-	if (u->retry_timer > 0)
-		nlg_loop_del_timer(u->loop, u->retry_timer);
-	if (u->fd >= 0) {
-		nlg_loop_del_fd(u->loop, u->fd);
+	if (u->feed)
+		nlg_feed_free(u->feed, timeout_ms);
+	else if (u->fd >= 0)
 		close(u->fd);
-	}
 	/* Unlink only the socket we bound: a newer instance may own the path. */
 	if (u->path[0] && lstat(u->path, &sb) == 0 && sb.st_dev == u->dev && sb.st_ino == u->ino)
 		unlink(u->path);
-	free(u->cl);
 	free(u);
 }
 
@@ -489,6 +309,7 @@ static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct 
 {
 	const struct nlg_unix_conf *cf = conf;
 	struct nlg_out_unix *u;
+	struct nlg_feed_conf fc = {0};
 	size_t plen = strnlen(cf->path, sizeof(cf->path));
 	int rc;
 
@@ -502,18 +323,12 @@ static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct 
 	if (!cf->queue || !cf->max_clients || cf->max_clients > INT32_MAX)
 		return nlg_err_set(err, EINVAL, "%s: queue and max_clients must be positive",
 				   cf->path);
+	fc.queue = (size_t)cf->queue;
+	fc.max_clients = (int)cf->max_clients;
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return nlg_err_set(err, ENOMEM, "%s: out of memory", cf->path);
 	u->loop = loop;
-	u->fd = -1;
-	u->qmax = (size_t)cf->queue;
-	u->max_clients = (int)cf->max_clients;
-	u->cl = calloc((size_t)u->max_clients, sizeof(*u->cl));
-	if (!u->cl) {
-		rc = nlg_err_set(err, ENOMEM, "%s: out of memory", cf->path);
-		goto err;
-	}
 	u->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0) {
 		rc = nlg_err_set(err, errno, "%s: socket: %s", cf->path, strerror(errno));
@@ -523,118 +338,40 @@ static int unix_open(struct nlg_loop *loop, const void *conf, void **st, struct 
 		goto err;
 	/* From here the path holds our socket: close unlinks it. */
 	memcpy(u->path, cf->path, plen + 1);
-	if (nlg_loop_add_fd(loop, u->fd, EPOLLIN, accept_io, u) < 0) {
+	fc.name = u->path;
+	u->feed = nlg_feed_new(loop, u->fd, &fc); /* owns the fd, also on failure */
+	u->fd = -1;
+	if (!u->feed) {
 		rc = nlg_err_set(err, ENOMEM, "%s: cannot watch the listener", cf->path);
 		goto err;
 	}
 	*st = u;
 	return 0;
 err:
-	unix_close_now(u);
+	unix_close_now(u, 0);
 	return rc;
 }
 
-/* Write until every queue is empty, or timeout_ms passes; 0 or less: one
- * pass of what the sockets take now. Misses are announced first where the
- * gap frame fits, and by client_write as soon as a write makes room. */
 static void unix_flush(void *st, int timeout_ms)
 {
 	struct nlg_out_unix *u = st;
-	uint64_t deadline = nlg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-	struct pollfd *pfd;
 
-	if (!u || !u->ncl)
-		return;
-	pfd = calloc((size_t)u->ncl, sizeof(*pfd));
-	if (!pfd)
-		return;
-	for (int i = 0; i < u->ncl; i++)
-		nlg_outq_announce(u->cl[i]->q); /* -ENOMEM: it waits, as when full */
-	for (;;) {
-		int n = 0;
-		uint64_t now;
-
-		for (int i = 0; i < u->ncl;) {
-			struct nlg_client *c = u->cl[i];
-			if (nlg_outq_len(c->q) && client_write(u, c) < 0) {
-				client_remove(u, i);
-				continue;
-			}
-			if (nlg_outq_len(c->q))
-				pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
-			i++;
-		}
-		now = nlg_now_ms();
-		if (!n || now >= deadline)
-			break;
-		if (poll(pfd, (nfds_t)n, (int)(deadline - now)) < 0 && errno != EINTR)
-			break;
-	}
-	free(pfd);
+	if (u)
+		nlg_feed_flush(u->feed, timeout_ms);
 }
 
 static void unix_close(void *st, int timeout_ms)
 {
-	struct nlg_out_unix *u = st;
-	uint64_t missed = 0, unsent = 0;
-	int cut = 0;
+	if (st)
+		unix_close_now(st, timeout_ms);
+}
 
-	if (!u)
-		return;
-	unix_flush(u, timeout_ms);
-	/* A client whose queue is still not empty at the deadline stopped
-	 * reading. Its connection closes with the queue unsent: it reads EOF,
-	 * perhaps inside a frame, so it can tell the stream was cut, but not
-	 * how much it lost; if its queue stayed full, the gap frame never got
-	 * in either. Those misses are counted unannounced (by the queue's
-	 * destroy) and, since the counters go with the feed, said here. */
-	for (int i = 0; i < u->ncl; i++) {
-		struct nlg_outq *q = u->cl[i]->q;
-		if (nlg_outq_len(q) || nlg_outq_missed(q)) {
-			cut++;
-			missed += nlg_outq_missed(q);
-			unsent += nlg_outq_len(q);
-		}
-	}
-	if (cut)
-		nlg_log("%s: %d client(s) closed with their queue not drained after %d ms: "
-			"%" PRIu64 " dropped frames never announced, %" PRIu64 " bytes unsent",
-			u->path, cut, timeout_ms > 0 ? timeout_ms : 0, missed, unsent);
-	unix_close_now(u);
+static uint64_t unix_pending(void *st)
+{
+	return nlg_feed_pending(((struct nlg_out_unix *)st)->feed);
 }
 
 /* ---- sending ---- */
-
-/* Offer one frame, given in pieces, to every client: how many took it. */
-static int push_all(struct nlg_out_unix *u, const struct iovec *iov, int n)
-{
-	int taken = 0;
-
-	u->frames++;
-	for (int i = 0; i < u->ncl;) {
-		struct nlg_client *c = u->cl[i];
-		int rc = nlg_outq_push(c->q, iov, n);
-
-		/* Queued, and written in batches; the loop writes the rest
-		 * as soon as it runs (EPOLLOUT). -ENOMEM drops the client
-		 * rather than frames it would never hear of. */
-		if (rc > 0 && nlg_outq_len(c->q) >= WRITE_BATCH)
-			rc = client_write(u, c) < 0 ? -1 : 1;
-		else if (rc > 0)
-			client_set_out(u, c, 1);
-		/* Dropped with nothing queued (a frame over the bound): no
-		 * write is coming to let the announcement in, so now. */
-		else if (rc == 0 && !nlg_outq_len(c->q) && nlg_outq_announce(c->q) > 0)
-			client_set_out(u, c, 1);
-		if (rc < 0) {
-			client_remove(u, i); /* the last client moved to i */
-			continue;
-		}
-		taken += rc;
-		i++;
-	}
-	return taken;
-}
 
 static int unix_send(void *st, const struct nlg_item *it)
 {
@@ -651,22 +388,24 @@ static int unix_send(void *st, const struct nlg_item *it)
 		return hl;
 	iov[0] = (struct iovec){.iov_base = head, .iov_len = (size_t)hl};
 	iov[1] = (struct iovec){.iov_base = (void *)it->body, .iov_len = it->len};
-	return push_all(st, iov, 2);
+	return nlg_feed_push(((struct nlg_out_unix *)st)->feed, iov, 2);
 }
 
 static void unix_stats(void *st, void *out)
 {
 	struct nlg_out_unix *u = st;
 	struct nlg_unix_stats *s = out;
+	struct nlg_feed_counts c;
 
-	s->frames = u->frames;
-	s->bytes = u->qt.bytes;
-	s->dropped = u->qt.dropped;
-	s->gaps = u->qt.gaps;
-	s->unannounced = u->qt.unannounced;
-	s->clients = (uint64_t)u->ncl;
-	s->accepted = u->accepted;
-	s->rejected = u->rejected;
+	nlg_feed_counts(u->feed, &c);
+	s->frames = c.frames;
+	s->bytes = c.q.bytes;
+	s->dropped = c.q.dropped;
+	s->gaps = c.q.gaps;
+	s->unannounced = c.q.unannounced;
+	s->clients = c.clients;
+	s->accepted = c.accepted;
+	s->rejected = c.rejected;
 	memcpy(s->path, u->path, sizeof(s->path));
 }
 
@@ -681,4 +420,5 @@ const struct nlg_output_ops nlg_unix_output = {
     .send = unix_send,
     .flush = unix_flush,
     .stats = unix_stats,
+    .pending = unix_pending,
 };

@@ -9,6 +9,7 @@
 #include "nlgate/output.h"
 
 extern const struct nlg_output_ops nlg_unix_output;
+extern const struct nlg_output_ops nlg_tcp_output;
 
 const char *const nlg_link_state_names[] = {
     "connecting", "connected", "backing off", "handshake failed", "listening", "closed", NULL,
@@ -16,6 +17,7 @@ const char *const nlg_link_state_names[] = {
 
 static const struct nlg_output_ops *const builtin[] = {
     &nlg_unix_output,
+    &nlg_tcp_output,
 };
 
 #define NLG_OUTPUT_EXTRA 16

@@ -255,6 +255,7 @@ static void consume(struct nlg_outq *q, size_t n)
 	if (q->max_frames) {
 		q->fdone += n;
 		while (q->fn && q->fdone >= q->fl[q->fhead]) {
+			COUNT(q, sent, 1);
 			q->fdone -= q->fl[q->fhead];
 			q->fhead = (q->fhead + 1) % q->fcap;
 			q->fn--;
@@ -285,10 +286,13 @@ int nlg_outq_cut(struct nlg_outq *q)
 		return 0;
 	size_t rest = q->fl[q->fhead] - q->fdone;
 
-	consume(q, rest); /* counts them written: they were not */
+	consume(q, rest); /* counts them written and the entry sent: they were not */
 	q->st.written -= rest;
-	if (q->total)
+	q->st.sent--;
+	if (q->total) {
 		q->total->written -= rest;
+		q->total->sent--;
+	}
 	COUNT(q, dropped, 1);
 	return 1;
 }

@@ -34,6 +34,8 @@ struct nlg_outq_stats {
 	uint64_t dropped; /* frames dropped: no room, or larger than the bound */
 	uint64_t gaps;	  /* gap frames queued */
 	uint64_t written; /* bytes the fd took */
+	uint64_t sent;	  /* entries (a frame, with its gap frame if any) the fd took whole;
+			     counted with max_frames only */
 	/* Frames dropped that the consumer was never told of: the queue was
 	 * destroyed with them still to announce (the consumer left, or was
 	 * closed while its queue was still full). */
