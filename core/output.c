@@ -9,6 +9,7 @@
 #include "nlgate/output.h"
 
 extern const struct nlg_output_ops nlg_unix_output;
+extern const struct nlg_output_ops nlg_nats_output;
 extern const struct nlg_output_ops nlg_tcp_output;
 
 const char *const nlg_link_state_names[] = {
@@ -18,6 +19,7 @@ const char *const nlg_link_state_names[] = {
 static const struct nlg_output_ops *const builtin[] = {
     &nlg_unix_output,
     &nlg_tcp_output,
+    &nlg_nats_output,
 };
 
 #define NLG_OUTPUT_EXTRA 16
