@@ -397,6 +397,68 @@ static void churn_keeps_the_table_whole(void **state)
 	assert_true(g.n <= 64);
 }
 
+/* Sums what emit got, for tables of many flows. */
+struct tally {
+	uint64_t flows, packets;
+};
+
+static void tally(void *data, const struct nlg_flow *f)
+{
+	struct tally *y = data;
+
+	y->flows++;
+	y->packets += f->packets;
+}
+
+/* The buckets in use follow the live flows (doubled as flows come, halved at
+ * expiry when few are left): every flow is found again after each change. */
+static void buckets_follow_the_live_flows(void **state)
+{
+	struct nlg_flow_table *t = table(100000, 10 * S, 0);
+	const struct nlg_flow_stats *st = nlg_flow_stats(t);
+	struct tally y = {0};
+	char a[32];
+	(void)state;
+
+	/* 20,000 flows, twice each: grown from the first buckets to 32,768 */
+	for (unsigned pass = 0; pass < 2; pass++)
+		for (unsigned i = 0; i < 20000; i++) {
+			snprintf(a, sizeof(a), "10.%u.%u.1", i / 250, i % 250);
+			struct nlg_pkt p = pkt(17, a, 1000 + i % 7, "10.0.0.1", 53, 0,
+					       (uint64_t)(i >= 19980 ? 20 : 1) * S + pass * MS, 80);
+			nlg_flow_add(t, &p, tally, &y);
+		}
+	assert_int_equal(st->created, 20000);
+	assert_int_equal(st->live, 20000);
+	assert_int_equal(y.flows, 0);
+	/* all but the last 20, seen at 20 s, end: the buckets shrink back */
+	nlg_flow_expire(t, 15 * S, tally, &y);
+	assert_int_equal(y.flows, 19980);
+	assert_int_equal(y.packets, 2 * 19980);
+	assert_int_equal(st->live, 20);
+	for (unsigned i = 19980; i < 20000; i++) {
+		snprintf(a, sizeof(a), "10.%u.%u.1", i / 250, i % 250);
+		struct nlg_pkt p = pkt(17, "10.0.0.1", 53, a, 1000 + i % 7, 0, 21 * S, 80);
+		nlg_flow_add(t, &p, tally, &y);
+	}
+	assert_int_equal(st->created, 20000);
+	/* and grow again */
+	for (unsigned i = 0; i < 3000; i++) {
+		snprintf(a, sizeof(a), "10.%u.%u.2", i / 250, i % 250);
+		struct nlg_pkt p = pkt(6, a, 5, "10.0.0.1", 80, SYN, 22 * S, 60);
+		nlg_flow_add(t, &p, tally, &y);
+		p = pkt(6, "10.0.0.1", 80, a, 5, SYN | ACK, 22 * S, 60);
+		nlg_flow_add(t, &p, tally, &y);
+	}
+	assert_int_equal(st->created, 23000);
+	assert_int_equal(st->live, 3020);
+	nlg_flow_flush(t, tally, &y);
+	assert_int_equal(y.flows, 23000);
+	assert_int_equal(y.packets, 2 * 20000 + 20 + 2 * 3000);
+	assert_int_equal(st->live, 0);
+	nlg_flow_destroy(t);
+}
+
 /* ---- fragments -------------------------------------------------------------- */
 
 static struct nlg_pkt frag(struct nlg_pkt p, uint32_t id, uint16_t off, int more)
@@ -634,6 +696,7 @@ int main(void)
 	    cmocka_unit_test(active_timeout_splits),
 	    cmocka_unit_test(eviction_takes_least_recent),
 	    cmocka_unit_test(churn_keeps_the_table_whole),
+	    cmocka_unit_test(buckets_follow_the_live_flows),
 	    cmocka_unit_test(fragments_matched_and_orphaned),
 	    cmocka_unit_test(fragment_of_a_reused_entry),
 	    cmocka_unit_test(vlan_separates_flows),
