@@ -37,7 +37,7 @@ nlg_log "late collector: $(last_stat "$NLG_TMP/1.log")"
 # ---- 2. a consumer that stops reading -------------------------------------------
 P=$(free_port)
 nlg_spawn R2 "$PY" "$D/recv.py" "127.0.0.1:$P" "$NLG_TMP/2.out" --pause 2000:4
-nlg_wait_for 5 "collector 2" "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$P)).close()" 2>/dev/null
+nlg_wait_for 5 "collector 2" sh -c "$PY -c \"import socket; socket.create_connection(('127.0.0.1',$P)).close()\" 2>/dev/null"
 FEED=$NLG_TMP/feed.sock
 run_sender "$NLG_TMP/2.log" N=200000 BURST=500 PAD=200 HOLD=1 NLGT_FEED="$FEED" \
 	NLGT_TCP="{connect='127.0.0.1:$P', queue='256k'}"
@@ -101,7 +101,7 @@ fi
 # ---- 4. listen mode, read with nlgate tail tcp:// ----------------------------------
 P=$(free_port)
 run_sender "$NLG_TMP/4.log" N=1000000 BURST=50 HOLD=1 NLGT_TCP="{listen=':$P'}"
-nlg_wait_for 5 "the listener" "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$P)).close()" 2>/dev/null
+nlg_wait_for 5 "the listener" sh -c "$PY -c \"import socket; socket.create_connection(('127.0.0.1',$P)).close()\" 2>/dev/null"
 timeout 10 "$NLGATE" tail -n 500 "tcp://127.0.0.1:$P" >"$NLG_TMP/4.out" || nlg_fail "tail tcp:// failed"
 [ "$(wc -l <"$NLG_TMP/4.out")" -eq 500 ] || nlg_fail "tail tcp:// printed $(wc -l <"$NLG_TMP/4.out") lines, want 500"
 "$PY" - "$NLG_TMP/4.out" <<-'PYEOF' || nlg_fail "listen mode stream"
