@@ -1,0 +1,1190 @@
+/* The Fluentd Forward output: batches records into PackedForward messages,
+ * keeps each until the server acknowledges it, and drives one TCP link
+ * through connect, the shared-key handshake, acks, timeouts and reconnects
+ * on the loop, never blocking it. The bytes are core/forward.c's. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nlgate/forward.h"
+#include "nlgate/net.h"
+#include "nlgate/out_forward.h"
+
+/* What closing a batch adds around its entries, reserved when it opens so
+ * that the queue bound holds before the head's size is known. */
+#define BATCH_OVH      (NLG_FWD_HEAD_MAX + NLG_FWD_OPT_MAX)
+#define BATCH_MIN_CAP  (16u << 10)
+#define WRITE_IOV      64 /* chunks per sendmsg */
+#define READS_PER_WAKE 16 /* bounded, so a chatty server cannot hold the loop */
+#define GAP_TAG	       "nlgate.gap"
+#define GAP_BODY_MAX   17 /* {"missed": uint64} */
+
+/* One message, whole, in one allocation: this struct, then room for the
+ * longest head, the entries and the option map. data points at the head,
+ * written right before the entries when the batch closes, so the entries
+ * are never copied. */
+struct chunk {
+	struct chunk *next;
+	uint8_t *data;
+	size_t len;
+	uint32_t nent, nrec; /* entries; of them the script's records (not gaps) */
+	int written;	     /* written whole at least once: a rewrite is a resend */
+	uint64_t sent_ms;    /* when last written whole: the ack timeout runs from it */
+	char id[NLG_FWD_ID_LEN + 1];
+};
+
+#define CHUNK_ENTRIES(c) ((uint8_t *)((c) + 1) + NLG_FWD_HEAD_MAX)
+
+enum phase { P_IDLE, P_CONNECTING, P_HELO, P_PONG, P_UP, P_CLOSED };
+
+/* What went wrong, for the counters and the state shown. */
+enum fail { F_CONNECT, F_HANDSHAKE, F_PROTOCOL, F_ACK_TIMEOUT, F_LINK };
+
+struct fwd {
+	struct nlg_loop *loop;
+	const struct nlg_forward_conf *cf;
+	struct nlg_netaddr addr;
+	char self_host[256];
+	uint64_t max_bytes, max_ents;
+
+	/* the open batch: a chunk being filled, not yet in the list */
+	struct chunk *b;
+	size_t bcap; /* bytes allocated for b */
+	size_t blen; /* bytes of entries */
+	char btag[NLG_FWD_TAG_MAX];
+	size_t btaglen;
+	uint64_t bopened_ms;
+	int64_t t_flush;
+
+	/* chunks oldest first; wr the next to write (NULL: all written), wr_off
+	 * the bytes of it already written. Those before wr await their ack. */
+	struct chunk *head, *tail, *wr;
+	size_t wr_off;
+	uint64_t q_bytes, q_ents, q_recs; /* held: the chunks and the open batch */
+	uint64_t missed;		  /* dropped since the last gap record */
+	uint8_t idbase[16];
+	uint64_t idseq;
+
+	/* the link */
+	enum phase phase;
+	int fd, want_out, closing;
+	int64_t t_link;
+	uint64_t t_link_at; /* when t_link fires (P_UP: the earliest deadline) */
+	struct nlg_backoff bo;
+	uint64_t blocked_ms; /* writes wait on EPOLLOUT since then; 0: not waiting */
+	struct nlg_buf hs;   /* the PING, while it is written */
+	size_t hs_off;
+	char salt[33];
+	uint8_t nonce[256];
+	size_t nonce_len;
+	int hs_failed; /* the last failure was the handshake: the state says so */
+	uint64_t ups;
+	uint64_t quiet; /* failed attempts since the last line logged */
+	char logged[200];
+	size_t rlen;
+	struct nlg_forward_stats st;
+	uint8_t rbuf[NLG_FWD_REPLY_MAX];
+};
+
+/* ---- options and counters ---- */
+
+#define CONF(m) offsetof(struct nlg_forward_conf, m), sizeof(((struct nlg_forward_conf *)0)->m)
+
+static const struct nlg_opt forward_opts[] = {
+    {.name = "host",
+     .type = NLG_OPT_STR,
+     CONF(host),
+     .def = "127.0.0.1",
+     .arg = "HOST",
+     .desc = "the server: a name (resolved once, at open) or an address (default 127.0.0.1)"},
+    {.name = "port",
+     .type = NLG_OPT_UINT,
+     CONF(port),
+     .def = "24224",
+     .min = 1,
+     .max = 65535,
+     .arg = "PORT",
+     .desc = "the server's Forward port (default 24224)"},
+    {.name = "tag_prefix",
+     .type = NLG_OPT_STR,
+     CONF(tag_prefix),
+     .arg = "PREFIX",
+     .desc = "tags are PREFIX.tag (default none: the tag as sent)"},
+    {.name = "shared_key",
+     .type = NLG_OPT_STR,
+     CONF(shared_key),
+     .arg = "KEY",
+     .desc = "answer the server's HELO with this key and check its PONG "
+	     "(default none: no handshake)"},
+    {.name = "self_hostname",
+     .type = NLG_OPT_STR,
+     CONF(self_hostname),
+     .arg = "NAME",
+     .desc = "our name in the handshake (default the host name)"},
+    {.name = "username",
+     .type = NLG_OPT_STR,
+     CONF(username),
+     .arg = "USER",
+     .desc = "for a server that asks for a user in its HELO"},
+    {.name = "password",
+     .type = NLG_OPT_STR,
+     CONF(password),
+     .arg = "PASSWORD",
+     .desc = "the user's password (sent only as a salted digest)"},
+    {.name = "ack",
+     .type = NLG_OPT_BOOL,
+     CONF(ack),
+     .def = "true",
+     .desc = "ask for an ack of every message and keep it until then: at least once "
+	     "(default true)"},
+    {.name = "size",
+     .type = NLG_OPT_UINT,
+     CONF(size),
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .arg = "N",
+     .desc = "records per message at most (default 1000)"},
+    {.name = "chunk",
+     .type = NLG_OPT_SIZE,
+     CONF(chunk),
+     .def = "1M",
+     .min = 1024,
+     .max = 256ull << 20,
+     .arg = "BYTES",
+     .desc = "bytes of records per message at most; a larger record goes alone (default 1M)"},
+    {.name = "flush",
+     .type = NLG_OPT_DURATION,
+     CONF(flush_ms),
+     .def = "100ms",
+     .min = 1,
+     .max = 60000,
+     .arg = "DURATION",
+     .desc = "a message waits at most this long for more records (default 100ms)"},
+    {.name = "queue",
+     .type = NLG_OPT_SIZE,
+     CONF(queue),
+     .def = "8M",
+     .min = 64 << 10,
+     .max = 4ull << 30,
+     .arg = "BYTES",
+     .desc = "bound on bytes held, unsent and unacknowledged; past it records are dropped "
+	     "whole and announced by an nlgate.gap record (default 8M)"},
+    {.name = "queue_records",
+     .type = NLG_OPT_UINT,
+     CONF(queue_records),
+     .def = "100000",
+     .max = 100000000,
+     .arg = "N",
+     .desc = "bound on records held; 0: bytes only (default 100000)"},
+    {.name = "keepalive",
+     .type = NLG_OPT_DURATION,
+     CONF(keepalive_ms),
+     .def = "10s",
+     .max = 7200000,
+     .arg = "DURATION",
+     .desc = "TCP keepalive after this long idle, 3 probes a third of it apart: an idle "
+	     "dead peer is noticed in twice this; 0 off (default 10s)"},
+    {.name = "write_timeout",
+     .type = NLG_OPT_DURATION,
+     CONF(write_timeout_ms),
+     .def = "10s",
+     .max = 3600000,
+     .arg = "DURATION",
+     .desc = "data the peer has not taken for this long breaks the link (TCP_USER_TIMEOUT, "
+	     "and a write that waits as long); 0 off (default 10s)"},
+    {.name = "connect_timeout",
+     .type = NLG_OPT_DURATION,
+     CONF(connect_timeout_ms),
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .arg = "DURATION",
+     .desc = "connect and handshake within this (default 10s)"},
+    {.name = "ack_timeout",
+     .type = NLG_OPT_DURATION,
+     CONF(ack_timeout_ms),
+     .def = "30s",
+     .min = 100,
+     .max = 3600000,
+     .arg = "DURATION",
+     .desc = "a message unacknowledged this long after it was written breaks the link; "
+	     "everything unacknowledged is sent again (default 30s)"},
+    {.name = "retry_min",
+     .type = NLG_OPT_DURATION,
+     CONF(retry_min_ms),
+     .def = "100ms",
+     .min = 1,
+     .max = 3600000,
+     .arg = "DURATION",
+     .desc = "first wait before a reconnect (default 100ms)"},
+    {.name = "retry_max",
+     .type = NLG_OPT_DURATION,
+     CONF(retry_max_ms),
+     .def = "30s",
+     .min = 1,
+     .max = 3600000,
+     .arg = "DURATION",
+     .desc = "longest wait before a reconnect: waits double up to it, with jitter "
+	     "(default 30s)"},
+    {.name = NULL},
+};
+
+#define STAT(n, t, d)                                                                              \
+	{                                                                                          \
+		.name = #n, .type = t, .offset = offsetof(struct nlg_forward_stats, n),            \
+		.size = sizeof(((struct nlg_forward_stats *)0)->n), .desc = d                      \
+	}
+
+static const struct nlg_field forward_stats_fields[] = {
+    NLG_LINK_FIELDS(struct nlg_forward_stats, link),
+    STAT(chunks, NLG_T_U64, "messages framed"),
+    STAT(chunks_acked, NLG_T_U64, "messages acknowledged"),
+    STAT(gaps, NLG_T_U64, "nlgate.gap records queued (not counted in queued, sent, ...)"),
+    STAT(unacked, NLG_T_U64, "messages written and awaiting their ack now"),
+    STAT(queue_records, NLG_T_U64, "records held now: unsent, or sent and unacknowledged"),
+    STAT(queue_bytes, NLG_T_U64, "bytes held now"),
+    STAT(connect_failures, NLG_T_U64,
+	 "connection attempts that failed or broke before the link was up"),
+    STAT(handshake_failures, NLG_T_U64,
+	 "handshakes failed: key refused, wrong PONG digest, no HELO"),
+    STAT(link_failures, NLG_T_U64, "links that broke once up, ack timeouts included"),
+    STAT(ack_timeouts, NLG_T_U64, "links given up because an ack was late"),
+    STAT(protocol_errors, NLG_T_U64, "the server sent something that is not Forward"),
+    STAT(peer, NLG_T_STR, "the server, host:port"),
+    STAT(error, NLG_T_STR, "the last failure; empty while the link is up"),
+};
+
+struct nlg_schema nlg_forward_stats_schema = {
+    .kind = "forward.stats",
+    .desc = "counters of a Fluentd Forward output",
+    .fields = forward_stats_fields,
+    .nfields = NLG_ARRAY_SIZE(forward_stats_fields),
+    .rec_size = sizeof(struct nlg_forward_stats),
+    .present_off = offsetof(struct nlg_forward_stats, present),
+};
+
+/* ---- small helpers ---- */
+
+/* Random bytes for chunk ids and salts: uniqueness and unpredictability,
+ * not key material; the clock stands in if getrandom fails. */
+static void rand_bytes(uint8_t *p, size_t n)
+{
+	ssize_t r = getrandom(p, n, GRND_NONBLOCK);
+
+	if (r < 0 || (size_t)r < n) {
+		struct timespec ts;
+		uint64_t x;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			p[i] = (uint8_t)x;
+		}
+	}
+}
+
+static uint64_t chunk_unacked(const struct fwd *f)
+{
+	uint64_t n = 0;
+
+	for (const struct chunk *c = f->head; c && c != f->wr; c = c->next)
+		n++;
+	return n;
+}
+
+static void chunk_release(struct fwd *f, struct chunk *c)
+{
+	f->q_bytes -= c->len;
+	f->q_ents -= c->nent;
+	f->q_recs -= c->nrec;
+	free(c);
+}
+
+static int fits(const struct fwd *f, uint64_t bytes, uint64_t ents)
+{
+	return f->q_bytes + bytes <= f->max_bytes && (!f->max_ents || f->q_ents + ents <= f->max_ents);
+}
+
+/* ---- the link ---- */
+
+static void link_start(struct fwd *f);
+static int do_write(struct fwd *f);
+static int64_t link_timer(struct nlg_loop *loop, int64_t id, void *data);
+
+static void link_disarm(struct fwd *f)
+{
+	if (f->t_link > 0)
+		nlg_loop_del_timer(f->loop, f->t_link);
+	f->t_link = 0;
+}
+
+static void link_arm(struct fwd *f, uint64_t ms)
+{
+	link_disarm(f);
+	f->t_link = nlg_loop_add_timer(f->loop, ms, link_timer, f);
+	if (f->t_link < 0)
+		f->t_link = 0; /* out of memory: the next write or read arms it again */
+	f->t_link_at = nlg_now_ms() + ms;
+}
+
+static void set_out(struct fwd *f, int on)
+{
+	if (f->fd < 0 || f->want_out == on)
+		return;
+	if (nlg_loop_mod_fd(f->loop, f->fd, EPOLLIN | (on ? EPOLLOUT : 0)) == 0)
+		f->want_out = on;
+}
+
+/* While up: the next deadline, an ack due (the oldest written message's) or
+ * a write waiting too long; 0 if none. */
+static uint64_t up_deadline(const struct fwd *f)
+{
+	uint64_t d = 0;
+
+	if (f->cf->ack && f->head && f->head != f->wr)
+		d = f->head->sent_ms + f->cf->ack_timeout_ms;
+	if (f->blocked_ms && f->cf->write_timeout_ms) {
+		uint64_t w = f->blocked_ms + f->cf->write_timeout_ms;
+		if (!d || w < d)
+			d = w;
+	}
+	return d;
+}
+
+/* One timer watches both deadlines; armed anew only when a deadline comes
+ * earlier than the one it waits for (acks only move them later). */
+static void up_arm(struct fwd *f)
+{
+	uint64_t d = up_deadline(f), now = nlg_now_ms();
+
+	if (!d || (f->t_link > 0 && f->t_link_at <= d))
+		return;
+	link_arm(f, d > now ? d - now : 0);
+}
+
+/* The link is lost: close it, and start over from the oldest message not
+ * acknowledged after a backoff. A failure is logged when it differs from the
+ * last one logged, so a server down for an hour is one line, not thousands. */
+static void link_fail(struct fwd *f, enum fail kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void link_fail(struct fwd *f, enum fail kind, const char *fmt, ...)
+{
+	char msg[sizeof(f->st.error)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (f->fd >= 0) {
+		nlg_loop_del_fd(f->loop, f->fd);
+		close(f->fd);
+		f->fd = -1;
+	}
+	link_disarm(f);
+	f->want_out = 0;
+	f->blocked_ms = 0;
+	f->rlen = 0;
+	nlg_buf_reset(&f->hs);
+	f->hs_off = 0;
+	f->wr = f->head;
+	f->wr_off = 0;
+	if (f->phase == P_UP)
+		f->st.link_failures++;
+	else
+		f->st.connect_failures++;
+	if (kind == F_HANDSHAKE)
+		f->st.handshake_failures++;
+	else if (kind == F_PROTOCOL)
+		f->st.protocol_errors++;
+	else if (kind == F_ACK_TIMEOUT)
+		f->st.ack_timeouts++;
+	f->hs_failed = kind == F_HANDSHAKE;
+	memcpy(f->st.error, msg, sizeof(msg));
+	f->phase = P_IDLE;
+	if (f->closing)
+		return;
+	f->quiet++;
+	if (strcmp(msg, f->logged)) {
+		nlg_log("forward %s: %s; retrying (backoff %" PRIu64 " ms to %" PRIu64 " ms)",
+			f->addr.text, msg, f->cf->retry_min_ms, f->cf->retry_max_ms);
+		memcpy(f->logged, msg, sizeof(msg));
+	}
+	link_arm(f, nlg_backoff_next(&f->bo));
+}
+
+static void link_up(struct fwd *f)
+{
+	f->phase = P_UP;
+	link_disarm(f);
+	nlg_backoff_reset(&f->bo);
+	if (f->ups++)
+		f->st.link.reconnects++;
+	if (f->logged[0])
+		nlg_log("forward %s: connected after %" PRIu64 " failed attempt%s", f->addr.text,
+			f->quiet, f->quiet == 1 ? "" : "s");
+	f->logged[0] = 0;
+	f->quiet = 0;
+	f->st.error[0] = 0;
+	f->hs_failed = 0;
+	set_out(f, 0);
+	do_write(f);
+}
+
+/* ---- writing ---- */
+
+/* A message went out whole. Without acks it is delivered as far as we will
+ * ever know: freed. */
+static void chunk_written(struct fwd *f, struct chunk *c)
+{
+	if (c->written) {
+		f->st.link.resent += c->nrec;
+	} else {
+		c->written = 1;
+		f->st.link.sent += c->nrec;
+	}
+	c->sent_ms = nlg_now_ms();
+	if (!f->cf->ack) {
+		f->head = c->next; /* c is the head: nothing before wr is kept */
+		if (!f->head)
+			f->tail = NULL;
+		chunk_release(f, c);
+	}
+}
+
+static void advance(struct fwd *f, size_t w)
+{
+	while (w) {
+		struct chunk *c = f->wr;
+		size_t left = c->len - f->wr_off;
+
+		if (w < left) {
+			f->wr_off += w;
+			return;
+		}
+		w -= left;
+		f->wr = c->next;
+		f->wr_off = 0;
+		chunk_written(f, c);
+	}
+}
+
+static void announce(struct fwd *f);
+
+/* Write the handshake's PING, or, once up, the messages from wr on, until
+ * all is written or the socket is full. 0, or -1 when the link failed. */
+static int do_write(struct fwd *f)
+{
+	int progress = 0;
+
+	while (f->hs_off < f->hs.len) {
+		ssize_t w = send(f->fd, f->hs.data + f->hs_off, f->hs.len - f->hs_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			set_out(f, 1);
+			return 0;
+		}
+		if (w < 0) {
+			link_fail(f, F_CONNECT, "write: %s", strerror(errno));
+			return -1;
+		}
+		f->hs_off += (size_t)w;
+	}
+	if (f->phase != P_UP) {
+		set_out(f, 0);
+		return 0;
+	}
+	while (f->wr) {
+		struct iovec iov[WRITE_IOV];
+		struct msghdr m = {.msg_iov = iov};
+		size_t off = f->wr_off;
+		ssize_t w;
+
+		for (struct chunk *c = f->wr; c && m.msg_iovlen < WRITE_IOV; c = c->next, off = 0)
+			iov[m.msg_iovlen++] = (struct iovec){c->data + off, c->len - off};
+		w = sendmsg(f->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (w < 0) {
+			link_fail(f, F_LINK, "write: %s", strerror(errno));
+			return -1;
+		}
+		progress = 1;
+		f->blocked_ms = 0;
+		advance(f, (size_t)w);
+	}
+	if (f->wr && !f->blocked_ms)
+		f->blocked_ms = nlg_now_ms();
+	set_out(f, f->wr != NULL);
+	/* Without acks a write frees room: a pending gap can go now. */
+	if (progress && !f->cf->ack && f->missed)
+		announce(f);
+	up_arm(f);
+	return 0;
+}
+
+/* ---- the open batch ---- */
+
+static void batch_close(struct fwd *f)
+{
+	struct chunk *c = f->b;
+	uint8_t head[NLG_FWD_HEAD_MAX], *ents;
+	uint8_t raw[16];
+	int hl;
+
+	if (!c)
+		return;
+	ents = CHUNK_ENTRIES(c);
+	hl = nlg_fwd_msg_head(head, f->btag, f->btaglen, f->blen); /* the tag was checked */
+	c->data = ents - hl;
+	memcpy(c->data, head, (size_t)hl);
+	if (f->cf->ack) {
+		/* 8 random bytes per output, then a counter: unique without a
+		 * system call per message. */
+		uint64_t seq = ++f->idseq;
+		memcpy(raw, f->idbase, sizeof(raw));
+		for (int i = 0; i < 8; i++)
+			raw[8 + i] ^= (uint8_t)(seq >> (8 * i));
+		nlg_fwd_chunk_id(c->id, raw);
+	}
+	c->len = (size_t)hl + f->blen +
+		 nlg_fwd_msg_option(ents + f->blen, c->nent, f->cf->ack ? c->id : NULL);
+	f->q_bytes = f->q_bytes - BATCH_OVH + (uint64_t)hl + (c->len - (size_t)hl - f->blen);
+	/* A batch closed early by the timer gives back the room it grew. */
+	if (f->bcap > BATCH_MIN_CAP && f->bcap / 2 > sizeof(*c) + NLG_FWD_HEAD_MAX + c->len) {
+		size_t at = (size_t)(c->data - (uint8_t *)c);
+		struct chunk *s = realloc(c, at + c->len);
+		if (s) {
+			c = s;
+			c->data = (uint8_t *)c + at;
+		}
+	}
+	c->next = NULL;
+	if (f->tail)
+		f->tail->next = c;
+	else
+		f->head = c;
+	f->tail = c;
+	if (!f->wr) {
+		f->wr = c;
+		f->wr_off = 0;
+	}
+	f->st.chunks++;
+	f->b = NULL;
+	f->bcap = f->blen = 0;
+}
+
+static int64_t flush_timer(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct fwd *f = data;
+	uint64_t age = nlg_now_ms() - f->bopened_ms;
+
+	(void)loop;
+	(void)id;
+	/* The batch it was armed for may have closed already: wait out the
+	 * open one's time instead. */
+	if (f->b && age < f->cf->flush_ms)
+		return (int64_t)(f->cf->flush_ms - age);
+	f->t_flush = 0;
+	if (f->b) {
+		batch_close(f);
+		if (f->phase == P_UP)
+			do_write(f);
+	}
+	return -1;
+}
+
+/* Append one entry [time, body] under tag; the caller checked the bound.
+ * Closes the open batch first when the tag differs or chunk would be
+ * exceeded, and after, at size records. 0 or -ENOMEM (nothing taken). */
+static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns,
+		     const uint8_t *body, size_t blen, int is_rec)
+{
+	size_t elen = NLG_FWD_ENTRY_HEAD + blen, need;
+
+	if (f->b && (tl != f->btaglen || memcmp(tag, f->btag, tl) || f->blen + elen > f->cf->chunk))
+		batch_close(f);
+	need = sizeof(struct chunk) + NLG_FWD_HEAD_MAX + f->blen + elen + NLG_FWD_OPT_MAX;
+	if (need > f->bcap) {
+		size_t cap = f->bcap ? f->bcap : BATCH_MIN_CAP;
+		struct chunk *c;
+
+		while (cap < need)
+			cap *= 2;
+		if (!(c = realloc(f->b, cap)))
+			return -ENOMEM;
+		if (!f->b) {
+			memset(c, 0, sizeof(*c));
+			memcpy(f->btag, tag, tl);
+			f->btaglen = tl;
+			f->blen = 0;
+			f->bopened_ms = nlg_now_ms();
+			f->q_bytes += BATCH_OVH;
+			if (!f->t_flush) {
+				int64_t t = nlg_loop_add_timer(f->loop, f->cf->flush_ms, flush_timer, f);
+				f->t_flush = t > 0 ? t : 0;
+			}
+		}
+		f->b = c;
+		f->bcap = cap;
+	}
+	nlg_fwd_entry_head(CHUNK_ENTRIES(f->b) + f->blen, time_ns);
+	memcpy(CHUNK_ENTRIES(f->b) + f->blen + NLG_FWD_ENTRY_HEAD, body, blen);
+	f->blen += elen;
+	f->b->nent++;
+	f->b->nrec += is_rec != 0;
+	f->q_bytes += elen;
+	f->q_ents++;
+	f->q_recs += is_rec != 0;
+	if (f->b->nent >= f->cf->size || f->blen >= f->cf->chunk) {
+		batch_close(f);
+		if (f->phase == P_UP)
+			do_write(f);
+	}
+	return 0;
+}
+
+/* tag_prefix "." tag into out[NLG_FWD_TAG_MAX]: its length. */
+static size_t make_tag(const struct fwd *f, const char *tag, size_t taglen, char *out)
+{
+	size_t pl = strlen(f->cf->tag_prefix);
+
+	if (!pl) {
+		memcpy(out, tag, taglen);
+		return taglen;
+	}
+	memcpy(out, f->cf->tag_prefix, pl);
+	out[pl] = '.';
+	memcpy(out + pl + 1, tag, taglen);
+	return pl + 1 + taglen;
+}
+
+static size_t gap_body(uint8_t *b, uint64_t missed)
+{
+	b[0] = 0x81;
+	b[1] = 0xa6;
+	memcpy(b + 2, "missed", 6);
+	b[8] = 0xcf;
+	for (int i = 0; i < 8; i++)
+		b[9 + i] = (uint8_t)(missed >> (56 - 8 * i));
+	return GAP_BODY_MAX;
+}
+
+/* The bytes a gap record costs, its own batch included. */
+static uint64_t gap_cost(const struct fwd *f)
+{
+	return NLG_FWD_ENTRY_HEAD + GAP_BODY_MAX + BATCH_OVH + strlen(f->cf->tag_prefix) + 1;
+}
+
+/* Queue the gap record now if it fits: after acks or writes freed room
+ * (records may have stopped coming), and before closing. */
+static void announce(struct fwd *f)
+{
+	uint8_t body[GAP_BODY_MAX];
+	char tag[NLG_FWD_TAG_MAX];
+	size_t tl;
+
+	if (!f->missed || !fits(f, gap_cost(f), 1))
+		return;
+	tl = make_tag(f, GAP_TAG, sizeof(GAP_TAG) - 1, tag);
+	if (add_entry(f, tag, tl, nlg_realtime_ns(), body, gap_body(body, f->missed), 0) < 0)
+		return;
+	f->missed = 0;
+	f->st.gaps++;
+}
+
+/* ---- reading ---- */
+
+static void on_ack(struct fwd *f, const char *id, size_t n)
+{
+	struct chunk *prev = NULL;
+
+	/* Acks come in order, so this finds the head; a server that answers
+	 * out of order is served too. An unknown id is a late ack of a message
+	 * freed already: nothing to do. */
+	for (struct chunk *c = f->head; c && c != f->wr; prev = c, c = c->next) {
+		if (n != NLG_FWD_ID_LEN || memcmp(c->id, id, n))
+			continue;
+		if (prev)
+			prev->next = c->next;
+		else
+			f->head = c->next;
+		if (f->tail == c)
+			f->tail = prev;
+		f->st.link.acked += c->nrec;
+		f->st.chunks_acked++;
+		chunk_release(f, c);
+		return;
+	}
+}
+
+/* One message from the server. 0, or -1 when the link failed. */
+static int on_reply(struct fwd *f, const struct nlg_fwd_reply *r)
+{
+	const struct nlg_forward_conf *cf = f->cf;
+	int ok;
+
+	switch (f->phase) {
+	case P_HELO:
+		if (r->kind != NLG_FWD_HELO)
+			break;
+		if (r->nonce_len > sizeof(f->nonce)) {
+			link_fail(f, F_PROTOCOL, "protocol error: a HELO nonce of %zu bytes",
+				  r->nonce_len);
+			return -1;
+		}
+		if (r->auth_len && !cf->username[0]) {
+			link_fail(f, F_HANDSHAKE,
+				  "handshake failed: the server asks for a username and password "
+				  "(options username, password)");
+			return -1;
+		}
+		memcpy(f->nonce, r->nonce, r->nonce_len);
+		f->nonce_len = r->nonce_len;
+		nlg_buf_reset(&f->hs);
+		f->hs_off = 0;
+		if (nlg_fwd_ping(&f->hs, r, f->self_host, f->salt, cf->shared_key, cf->username,
+				 cf->password) < 0) {
+			link_fail(f, F_HANDSHAKE, "handshake failed: cannot build the PING");
+			return -1;
+		}
+		f->phase = P_PONG;
+		return do_write(f);
+	case P_PONG:
+		if (r->kind != NLG_FWD_PONG)
+			break;
+		if (!r->ok) {
+			link_fail(f, F_HANDSHAKE, "handshake failed: the server refused us: %.*s",
+				  (int)(r->reason_len > 100 ? 100 : r->reason_len), r->reason);
+			return -1;
+		}
+		/* With our own name the server's digest would be our PING's:
+		 * a server echoing it back would pass without knowing the key. */
+		if (r->host_len == strlen(f->self_host) &&
+		    !memcmp(r->host, f->self_host, r->host_len)) {
+			link_fail(f, F_HANDSHAKE,
+				  "handshake failed: the server's hostname is ours ('%s'); set "
+				  "self_hostname or the server's to tell them apart",
+				  f->self_host);
+			return -1;
+		}
+		ok = nlg_fwd_pong_ok(r, f->salt, f->nonce, f->nonce_len, cf->shared_key);
+		if (ok <= 0) {
+			link_fail(f, F_HANDSHAKE, "%s",
+				  ok < 0 ? "handshake failed: sha512 unavailable (libcrypto)"
+					 : "handshake failed: the server's PONG digest is wrong: "
+					   "it does not know our shared_key");
+			return -1;
+		}
+		nlg_buf_reset(&f->hs);
+		f->hs_off = 0;
+		link_up(f);
+		return f->phase == P_UP ? 0 : -1;
+	case P_UP:
+		if (r->kind == NLG_FWD_ACK) {
+			on_ack(f, r->ack, r->ack_len);
+			return 0;
+		}
+		if (r->kind == NLG_FWD_HELO && !cf->shared_key[0]) {
+			link_fail(f, F_HANDSHAKE,
+				  "handshake failed: the server wants a shared key (it sent HELO); "
+				  "set shared_key");
+			return -1;
+		}
+		break;
+	default:
+		break;
+	}
+	link_fail(f, F_PROTOCOL, "protocol error: an unexpected %s from the server",
+		  r->kind == NLG_FWD_HELO   ? "HELO"
+		  : r->kind == NLG_FWD_PONG ? "PONG"
+					    : "ack");
+	return -1;
+}
+
+static int parse_replies(struct fwd *f)
+{
+	size_t off = 0;
+	uint64_t acked = f->st.chunks_acked;
+
+	while (off < f->rlen) {
+		struct nlg_fwd_reply r;
+		int n = nlg_fwd_parse_reply(f->rbuf + off, f->rlen - off, &r);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			link_fail(f, F_PROTOCOL,
+				  "protocol error: the server sent something that is not Forward "
+				  "(HELO, PONG or ack)");
+			return -1;
+		}
+		if (on_reply(f, &r) < 0)
+			return -1; /* link_fail emptied the buffer */
+		off += (size_t)n;
+	}
+	memmove(f->rbuf, f->rbuf + off, f->rlen - off);
+	f->rlen -= off;
+	/* Acks freed room: a pending gap can go now. */
+	if (f->missed && f->st.chunks_acked != acked)
+		announce(f);
+	return 0;
+}
+
+static const char *eof_what(enum phase p)
+{
+	return p == P_HELO   ? "the server closed the connection before its HELO"
+	       : p == P_PONG ? "the server closed the connection after our PING, with no PONG"
+			     : "the server closed the connection";
+}
+
+/* 0, or -1 when the link failed. */
+static int do_read(struct fwd *f)
+{
+	for (int i = 0; i < READS_PER_WAKE; i++) {
+		ssize_t r;
+
+		if (f->rlen == sizeof(f->rbuf)) {
+			link_fail(f, F_PROTOCOL, "protocol error: a message over %zu bytes",
+				  sizeof(f->rbuf));
+			return -1;
+		}
+		r = read(f->fd, f->rbuf + f->rlen, sizeof(f->rbuf) - f->rlen);
+		if (r > 0) {
+			f->rlen += (size_t)r;
+			if (parse_replies(f) < 0)
+				return -1;
+			continue;
+		}
+		if (r == 0) {
+			link_fail(f, F_CONNECT + (f->phase == P_UP) * (F_LINK - F_CONNECT), "%s",
+				  eof_what(f->phase));
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		link_fail(f, f->phase == P_UP ? F_LINK : F_CONNECT, "read: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the loop's callbacks ---- */
+
+static void link_io(struct nlg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct fwd *f = data;
+	int rc;
+
+	(void)loop;
+	if (fd != f->fd) /* a stale event for a closed link */
+		return;
+	if (f->phase == P_CONNECTING) {
+		rc = nlg_net_connected(fd);
+		if (rc == -EINPROGRESS)
+			return;
+		if (rc < 0) {
+			link_fail(f, F_CONNECT, "connect: %s", strerror(-rc));
+			return;
+		}
+		f->want_out = 1;
+		set_out(f, 0);
+		if (!f->cf->shared_key[0]) {
+			link_up(f);
+			return;
+		}
+		f->phase = P_HELO; /* the server speaks first */
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && do_read(f) < 0)
+		return;
+	if ((events & EPOLLOUT) && f->fd == fd)
+		do_write(f);
+}
+
+static int64_t link_timer(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct fwd *f = data;
+	uint64_t d, now = nlg_now_ms();
+
+	(void)loop;
+	f->t_link = 0;
+	switch (f->phase) {
+	case P_IDLE:
+		link_start(f);
+		break;
+	case P_CONNECTING:
+		link_fail(f, F_CONNECT, "connect: no answer within %" PRIu64 " ms",
+			  f->cf->connect_timeout_ms);
+		break;
+	case P_HELO:
+		link_fail(f, F_HANDSHAKE,
+			  "handshake failed: no HELO within %" PRIu64
+			  " ms (does the server have a shared key?)",
+			  f->cf->connect_timeout_ms);
+		break;
+	case P_PONG:
+		link_fail(f, F_HANDSHAKE, "handshake failed: no PONG within %" PRIu64 " ms",
+			  f->cf->connect_timeout_ms);
+		break;
+	case P_UP:
+		d = up_deadline(f);
+		if (d > now) { /* acks came meanwhile: the next deadline */
+			f->t_link = id;
+			f->t_link_at = d;
+			return (int64_t)(d - now);
+		}
+		if (!d)
+			break;
+		if (f->blocked_ms && f->blocked_ms + f->cf->write_timeout_ms <= now)
+			link_fail(f, F_LINK,
+				  "write timeout: the server took nothing for %" PRIu64 " ms",
+				  f->cf->write_timeout_ms);
+		else
+			link_fail(f, F_ACK_TIMEOUT,
+				  "ack timeout: a message unacknowledged after %" PRIu64
+				  " ms; resending everything unacknowledged",
+				  f->cf->ack_timeout_ms);
+		break;
+	default:
+		break;
+	}
+	return -1;
+}
+
+static void link_start(struct fwd *f)
+{
+	const struct nlg_forward_conf *cf = f->cf;
+	int fd = nlg_net_connect(&f->addr);
+	uint8_t raw[16];
+
+	if (fd < 0) {
+		link_fail(f, F_CONNECT, "connect: %s", strerror(-fd));
+		return;
+	}
+	if (nlg_loop_add_fd(f->loop, fd, EPOLLOUT, link_io, f) < 0) {
+		close(fd);
+		link_fail(f, F_CONNECT, "cannot watch the socket");
+		return;
+	}
+	f->fd = fd;
+	f->want_out = 1;
+	f->phase = P_CONNECTING;
+	/* Keepalive notices an idle dead peer, TCP_USER_TIMEOUT one that
+	 * stopped acknowledging data. Best effort: a failure leaves the
+	 * ack and write timeouts. */
+	nlg_net_tune(fd,
+		     cf->keepalive_ms ? (unsigned)(cf->keepalive_ms < 1000 ? 1 : cf->keepalive_ms / 1000)
+				      : 0,
+		     (unsigned)cf->write_timeout_ms);
+	rand_bytes(raw, sizeof(raw));
+	for (int i = 0; i < 16; i++)
+		snprintf(f->salt + 2 * i, 3, "%02x", raw[i]);
+	link_arm(f, cf->connect_timeout_ms);
+}
+
+/* ---- the output's operations ---- */
+
+static void fwd_free(struct fwd *f)
+{
+	struct chunk *c = f->head;
+
+	if (f->fd >= 0) {
+		nlg_loop_del_fd(f->loop, f->fd);
+		close(f->fd);
+	}
+	link_disarm(f);
+	if (f->t_flush > 0)
+		nlg_loop_del_timer(f->loop, f->t_flush);
+	while (c) {
+		struct chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	free(f->b);
+	nlg_buf_free(&f->hs);
+	free(f);
+}
+
+static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct nlg_err *err)
+{
+	const struct nlg_forward_conf *cf = conf;
+	char hp[300];
+	struct fwd *f;
+	int rc;
+
+	*st = NULL;
+	if (cf->retry_min_ms > cf->retry_max_ms)
+		return nlg_err_set(err, EINVAL, "retry_min (%" PRIu64 " ms) is over retry_max (%" PRIu64 " ms)",
+				   cf->retry_min_ms, cf->retry_max_ms);
+	if (cf->chunk > cf->queue)
+		return nlg_err_set(err, EINVAL, "chunk (%" PRIu64 ") is over queue (%" PRIu64 ")",
+				   cf->chunk, cf->queue);
+	if ((cf->username[0] != 0) != (cf->password[0] != 0))
+		return nlg_err_set(err, EINVAL, "username and password go together");
+	if (!cf->host[0])
+		return nlg_err_set(err, EINVAL, "no host");
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return nlg_err_set(err, ENOMEM, "out of memory");
+	f->loop = loop;
+	f->cf = cf;
+	f->fd = -1;
+	f->max_bytes = cf->queue;
+	f->max_ents = cf->queue_records;
+	nlg_buf_init(&f->hs);
+	/* A literal IPv6 address takes brackets before the port. */
+	snprintf(hp, sizeof(hp), strchr(cf->host, ':') ? "[%s]:%u" : "%s:%u", cf->host,
+		 (unsigned)cf->port);
+	if ((rc = nlg_net_resolve(&f->addr, hp, NULL, 0, err)) < 0) {
+		fwd_free(f);
+		return rc;
+	}
+	if (cf->self_hostname[0])
+		snprintf(f->self_host, sizeof(f->self_host), "%s", cf->self_hostname);
+	else if (gethostname(f->self_host, sizeof(f->self_host) - 1) < 0 || !f->self_host[0])
+		snprintf(f->self_host, sizeof(f->self_host), "nlgate");
+	snprintf(f->st.peer, sizeof(f->st.peer), "%s", f->addr.text);
+	rand_bytes(f->idbase, sizeof(f->idbase));
+	nlg_backoff_init(&f->bo, (uint32_t)cf->retry_min_ms, (uint32_t)cf->retry_max_ms);
+	link_start(f); /* a server that is down is retried, not an error */
+	*st = f;
+	return 0;
+}
+
+static uint64_t fwd_pending(void *st)
+{
+	return ((struct fwd *)st)->q_ents;
+}
+
+/* Close the open batch and write; with timeout_ms, keep writing and
+ * reading acks over a link that is up until nothing is pending. */
+static void fwd_flush(void *st, int timeout_ms)
+{
+	struct fwd *f = st;
+	uint64_t deadline = nlg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+
+	batch_close(f);
+	if (f->phase == P_UP)
+		do_write(f);
+	while (f->q_ents && f->phase == P_UP) {
+		struct pollfd p = {.fd = f->fd, .events = POLLIN | (f->wr ? POLLOUT : 0)};
+		uint64_t now = nlg_now_ms();
+
+		if (now >= deadline)
+			break;
+		if (poll(&p, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+			break;
+		if ((p.revents & (POLLIN | POLLHUP | POLLERR)) && do_read(f) < 0)
+			break;
+		if (p.revents & POLLOUT)
+			do_write(f);
+	}
+}
+
+static void fwd_close(void *st, int timeout_ms)
+{
+	struct fwd *f = st;
+	struct nlg_link_stats *l = &f->st.link;
+	uint64_t unacked, unsent;
+
+	if (!f)
+		return;
+	announce(f); /* the misses since the last record, if the gap fits */
+	fwd_flush(f, timeout_ms);
+	f->closing = 1;
+	unacked = unsent = 0;
+	for (struct chunk *c = f->head; c; c = c->next)
+		*(c->written ? &unacked : &unsent) += c->nrec;
+	if (f->b)
+		unsent += f->b->nrec;
+	l->dropped += unacked + unsent;
+	if (l->queued || l->dropped)
+		nlg_log("forward %s: closed: %" PRIu64 " records queued, %" PRIu64 " %s, %" PRIu64
+			" resent, %" PRIu64 " dropped (%" PRIu64
+			" undelivered at close: %" PRIu64 " unacknowledged, %" PRIu64 " unsent; %" PRIu64
+			" dropped never announced), %" PRIu64 " reconnects",
+			f->addr.text, l->queued, f->cf->ack ? l->acked : l->sent,
+			f->cf->ack ? "acknowledged" : "sent", l->resent, l->dropped,
+			unacked + unsent, unacked, unsent, f->missed, l->reconnects);
+	fwd_free(f);
+}
+
+static int fwd_send(void *st, const struct nlg_item *it)
+{
+	struct fwd *f = st;
+	char tag[NLG_FWD_TAG_MAX];
+	uint64_t cost;
+	size_t tl;
+
+	if (it->taglen > 255 || !it->len || it->len > f->cf->queue)
+		return it->len ? (f->missed++, f->st.link.dropped++, 0) : -EINVAL;
+	tl = make_tag(f, it->tag, it->taglen, tag);
+	/* Room for the record, and for the gap record before it if frames
+	 * were missed: both go in, or the record is missed too. Either may
+	 * open a batch of its own. */
+	cost = NLG_FWD_ENTRY_HEAD + it->len + BATCH_OVH;
+	if (!fits(f, cost + (f->missed ? gap_cost(f) : 0), 1 + (f->missed != 0)))
+		goto drop;
+	if (f->missed)
+		announce(f);
+	if (add_entry(f, tag, tl, it->time_ns, it->body, it->len, 1) < 0)
+		goto drop;
+	f->st.link.queued++;
+	return 1;
+drop:
+	f->missed++;
+	f->st.link.dropped++;
+	return 0;
+}
+
+static void fwd_stats(void *st, void *out)
+{
+	struct fwd *f = st;
+	struct nlg_forward_stats *s = out;
+	static const uint8_t state[] = {
+	    [P_IDLE] = NLG_LINK_BACKOFF, [P_CONNECTING] = NLG_LINK_CONNECTING,
+	    [P_HELO] = NLG_LINK_CONNECTING, [P_PONG] = NLG_LINK_CONNECTING,
+	    [P_UP] = NLG_LINK_CONNECTED, [P_CLOSED] = NLG_LINK_CLOSED,
+	};
+
+	*s = f->st;
+	s->link.state = f->hs_failed && f->phase != P_UP ? NLG_LINK_HANDSHAKE_FAILED : state[f->phase];
+	s->unacked = f->phase == P_UP ? chunk_unacked(f) : 0;
+	s->queue_records = f->q_ents;
+	s->queue_bytes = f->q_bytes;
+}
+
+const struct nlg_output_ops nlg_forward_output = {
+    .name = "forward",
+    .desc = "Fluentd Forward protocol v1: PackedForward messages to Fluentd, Fluent Bit or "
+	    "Vector, at least once with acks, shared-key handshake",
+    .opts = forward_opts,
+    .conf_size = sizeof(struct nlg_forward_conf),
+    .stats_schema = &nlg_forward_stats_schema,
+    .open = fwd_open,
+    .close = fwd_close,
+    .send = fwd_send,
+    .flush = fwd_flush,
+    .stats = fwd_stats,
+    .pending = fwd_pending,
+};
