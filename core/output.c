@@ -11,6 +11,7 @@
 extern const struct nlg_output_ops nlg_unix_output;
 extern const struct nlg_output_ops nlg_nats_output;
 extern const struct nlg_output_ops nlg_tcp_output;
+extern const struct nlg_output_ops nlg_forward_output;
 
 const char *const nlg_link_state_names[] = {
     "connecting", "connected", "backing off", "handshake failed", "listening", "closed", NULL,
@@ -20,6 +21,7 @@ static const struct nlg_output_ops *const builtin[] = {
     &nlg_unix_output,
     &nlg_tcp_output,
     &nlg_nats_output,
+    &nlg_forward_output,
 };
 
 #define NLG_OUTPUT_EXTRA 16

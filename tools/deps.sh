@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libmnl-dev
       libnetfilter-conntrack-dev libmsgpack-dev libcap-ng-dev lua-busted libcmocka-dev
       python3-msgpack iproute2 conntrack nftables netsniff-ng clang
-      libpcap-dev tcpdump tshark libnats-dev nats-server)
+      libpcap-dev tcpdump tshark libnats-dev nats-server libssl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
