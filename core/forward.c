@@ -109,8 +109,8 @@ void nlg_fwd_chunk_id(char *out, const uint8_t raw[16])
 	out[o] = 0;
 }
 
-int nlg_fwd_digest(char *hex, const void *a, size_t alen, const void *b, size_t blen,
-		   const void *c, size_t clen, const void *d, size_t dlen)
+int nlg_fwd_digest(char *hex, const void *a, size_t alen, const void *b, size_t blen, const void *c,
+		   size_t clen, const void *d, size_t dlen)
 {
 	static const char digits[] = "0123456789abcdef";
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -275,7 +275,8 @@ payload:
 		return 0;
 	if (lenb)
 		v->n = rd_be(c->p + 1, lenb);
-	if (avail - 1 - (size_t)lenb < (size_t)skip || avail - 1 - (size_t)lenb - (size_t)skip < v->n)
+	if (avail - 1 - (size_t)lenb < (size_t)skip ||
+	    avail - 1 - (size_t)lenb - (size_t)skip < v->n)
 		return 0;
 	v->data = c->p + 1 + lenb + skip;
 	c->p = v->data + v->n;

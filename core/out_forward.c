@@ -55,6 +55,7 @@ struct fwd {
 	struct nlg_netaddr addr;
 	char self_host[256];
 	uint64_t max_bytes, max_ents;
+	uint64_t chunk_max; /* chunk, at most half the queue: one message fills while one is out */
 
 	/* the open batch: a chunk being filled, not yet in the list */
 	struct chunk *b;
@@ -161,7 +162,8 @@ static const struct nlg_opt forward_opts[] = {
      .min = 1024,
      .max = 256ull << 20,
      .arg = "BYTES",
-     .desc = "bytes of records per message at most; a larger record goes alone (default 1M)"},
+     .desc = "bytes of records per message at most, and at most half the queue; a larger "
+	     "record goes alone (default 1M)"},
     {.name = "flush",
      .type = NLG_OPT_DURATION,
      CONF(flush_ms),
@@ -315,7 +317,8 @@ static void chunk_release(struct fwd *f, struct chunk *c)
 
 static int fits(const struct fwd *f, uint64_t bytes, uint64_t ents)
 {
-	return f->q_bytes + bytes <= f->max_bytes && (!f->max_ents || f->q_ents + ents <= f->max_ents);
+	return f->q_bytes + bytes <= f->max_bytes &&
+	       (!f->max_ents || f->q_ents + ents <= f->max_ents);
 }
 
 /* ---- the link ---- */
@@ -619,7 +622,7 @@ static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns
 {
 	size_t elen = NLG_FWD_ENTRY_HEAD + blen, need;
 
-	if (f->b && (tl != f->btaglen || memcmp(tag, f->btag, tl) || f->blen + elen > f->cf->chunk))
+	if (f->b && (tl != f->btaglen || memcmp(tag, f->btag, tl) || f->blen + elen > f->chunk_max))
 		batch_close(f);
 	need = sizeof(struct chunk) + NLG_FWD_HEAD_MAX + f->blen + elen + NLG_FWD_OPT_MAX;
 	if (need > f->bcap) {
@@ -638,7 +641,8 @@ static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns
 			f->bopened_ms = nlg_now_ms();
 			f->q_bytes += BATCH_OVH;
 			if (!f->t_flush) {
-				int64_t t = nlg_loop_add_timer(f->loop, f->cf->flush_ms, flush_timer, f);
+				int64_t t =
+				    nlg_loop_add_timer(f->loop, f->cf->flush_ms, flush_timer, f);
 				f->t_flush = t > 0 ? t : 0;
 			}
 		}
@@ -653,7 +657,7 @@ static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns
 	f->q_bytes += elen;
 	f->q_ents++;
 	f->q_recs += is_rec != 0;
-	if (f->b->nent >= f->cf->size || f->blen >= f->cf->chunk) {
+	if (f->b->nent >= f->cf->size || f->blen >= f->chunk_max) {
 		batch_close(f);
 		if (f->phase == P_UP)
 			do_write(f);
@@ -993,8 +997,9 @@ static void link_start(struct fwd *f)
 	 * stopped acknowledging data. Best effort: a failure leaves the
 	 * ack and write timeouts. */
 	nlg_net_tune(fd,
-		     cf->keepalive_ms ? (unsigned)(cf->keepalive_ms < 1000 ? 1 : cf->keepalive_ms / 1000)
-				      : 0,
+		     cf->keepalive_ms
+			 ? (unsigned)(cf->keepalive_ms < 1000 ? 1 : cf->keepalive_ms / 1000)
+			 : 0,
 		     (unsigned)cf->write_timeout_ms);
 	rand_bytes(raw, sizeof(raw));
 	for (int i = 0; i < 16; i++)
@@ -1034,11 +1039,9 @@ static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct n
 
 	*st = NULL;
 	if (cf->retry_min_ms > cf->retry_max_ms)
-		return nlg_err_set(err, EINVAL, "retry_min (%" PRIu64 " ms) is over retry_max (%" PRIu64 " ms)",
+		return nlg_err_set(err, EINVAL,
+				   "retry_min (%" PRIu64 " ms) is over retry_max (%" PRIu64 " ms)",
 				   cf->retry_min_ms, cf->retry_max_ms);
-	if (cf->chunk > cf->queue)
-		return nlg_err_set(err, EINVAL, "chunk (%" PRIu64 ") is over queue (%" PRIu64 ")",
-				   cf->chunk, cf->queue);
 	if ((cf->username[0] != 0) != (cf->password[0] != 0))
 		return nlg_err_set(err, EINVAL, "username and password go together");
 	if (!cf->host[0])
@@ -1051,6 +1054,7 @@ static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct n
 	f->fd = -1;
 	f->max_bytes = cf->queue;
 	f->max_ents = cf->queue_records;
+	f->chunk_max = cf->chunk < cf->queue / 2 ? cf->chunk : cf->queue / 2;
 	nlg_buf_init(&f->hs);
 	/* A literal IPv6 address takes brackets before the port. */
 	snprintf(hp, sizeof(hp), strchr(cf->host, ':') ? "[%s]:%u" : "%s:%u", cf->host,
@@ -1118,14 +1122,24 @@ static void fwd_close(void *st, int timeout_ms)
 	if (f->b)
 		unsent += f->b->nrec;
 	l->dropped += unacked + unsent;
-	if (l->queued || l->dropped)
+	if (l->queued || l->dropped) {
+		char more[160] = "";
+		int at = 0;
+
+		if (unacked + unsent)
+			at = snprintf(more, sizeof(more),
+				      "; %" PRIu64 " undelivered at close (%" PRIu64
+				      " unacknowledged, %" PRIu64 " unsent)",
+				      unacked + unsent, unacked, unsent);
+		if (f->missed)
+			snprintf(more + at, sizeof(more) - (size_t)at,
+				 "; %" PRIu64 " dropped never announced", f->missed);
 		nlg_log("forward %s: closed: %" PRIu64 " records queued, %" PRIu64 " %s, %" PRIu64
-			" resent, %" PRIu64 " dropped (%" PRIu64
-			" undelivered at close: %" PRIu64 " unacknowledged, %" PRIu64 " unsent; %" PRIu64
-			" dropped never announced), %" PRIu64 " reconnects",
+			" resent, %" PRIu64 " dropped, %" PRIu64 " reconnects%s",
 			f->addr.text, l->queued, f->cf->ack ? l->acked : l->sent,
-			f->cf->ack ? "acknowledged" : "sent", l->resent, l->dropped,
-			unacked + unsent, unacked, unsent, f->missed, l->reconnects);
+			f->cf->ack ? "acknowledged" : "sent", l->resent, l->dropped, l->reconnects,
+			more);
+	}
 	fwd_free(f);
 }
 
@@ -1162,13 +1176,14 @@ static void fwd_stats(void *st, void *out)
 	struct fwd *f = st;
 	struct nlg_forward_stats *s = out;
 	static const uint8_t state[] = {
-	    [P_IDLE] = NLG_LINK_BACKOFF, [P_CONNECTING] = NLG_LINK_CONNECTING,
+	    [P_IDLE] = NLG_LINK_BACKOFF,    [P_CONNECTING] = NLG_LINK_CONNECTING,
 	    [P_HELO] = NLG_LINK_CONNECTING, [P_PONG] = NLG_LINK_CONNECTING,
-	    [P_UP] = NLG_LINK_CONNECTED, [P_CLOSED] = NLG_LINK_CLOSED,
+	    [P_UP] = NLG_LINK_CONNECTED,    [P_CLOSED] = NLG_LINK_CLOSED,
 	};
 
 	*s = f->st;
-	s->link.state = f->hs_failed && f->phase != P_UP ? NLG_LINK_HANDSHAKE_FAILED : state[f->phase];
+	s->link.state =
+	    f->hs_failed && f->phase != P_UP ? NLG_LINK_HANDSHAKE_FAILED : state[f->phase];
 	s->unacked = f->phase == P_UP ? chunk_unacked(f) : 0;
 	s->queue_records = f->q_ents;
 	s->queue_bytes = f->q_bytes;
