@@ -180,6 +180,8 @@ struct nlg_batch {
 	int stats_ref; /* registry ref of a stats table, or LUA_NOREF */
 };
 struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s);
+/* The batch at idx, or NULL if it is not one. */
+struct nlg_batch *nlg_batch_test(lua_State *L, int idx);
 /* Call the handler fn_ref with a batch over recs[0..n), valid for the call
  * only; the stats table on top of the stack becomes batch:stats() (popped).
  * Returns nlg_gw_call's result. */

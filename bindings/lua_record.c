@@ -315,6 +315,11 @@ static int batch_gc(lua_State *L)
 	return 0;
 }
 
+struct nlg_batch *nlg_batch_test(lua_State *L, int idx)
+{
+	return luaL_testudata(L, idx, BATCH_MT);
+}
+
 struct nlg_batch *nlg_batch_new(lua_State *L, const struct nlg_schema *s)
 {
 	struct nlg_batch *b = lua_newuserdatauv(L, sizeof(*b), 1);

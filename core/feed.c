@@ -27,6 +27,8 @@ struct nlg_client {
 	struct nlg_feed *f;
 	int fd;
 	int want_out; /* EPOLLOUT registered */
+	int blocked;  /* the socket took less than we had: wait for EPOLLOUT */
+	size_t retry; /* while blocked, try again once the queue is this long */
 	struct nlg_outq *q;
 };
 
@@ -87,6 +89,8 @@ static int client_write(struct nlg_feed *f, struct nlg_client *c)
 		rc = nlg_outq_write(c->q, c->fd);
 	if (rc < 0)
 		return -1;
+	c->blocked = rc;
+	c->retry = nlg_outq_len(c->q) + WRITE_BATCH;
 	client_set_out(f, c, rc);
 	return 0;
 }
@@ -309,9 +313,11 @@ int nlg_feed_push(struct nlg_feed *f, const struct iovec *iov, int n)
 		int rc = nlg_outq_push(c->q, iov, n);
 
 		/* Queued, and written in batches; the loop writes the rest
-		 * as soon as it runs (EPOLLOUT). -ENOMEM drops the client
-		 * rather than frames it would never hear of. */
-		if (rc > 0 && nlg_outq_len(c->q) >= WRITE_BATCH)
+		 * as soon as it runs (EPOLLOUT). A socket found full is tried
+		 * again after another batch, not per frame (a long handler
+		 * keeps the loop from hearing of its room). -ENOMEM drops the
+		 * client rather than frames it would never hear of. */
+		if (rc > 0 && nlg_outq_len(c->q) >= (c->blocked ? c->retry : WRITE_BATCH))
 			rc = client_write(f, c) < 0 ? -1 : 1;
 		else if (rc > 0)
 			client_set_out(f, c, 1);

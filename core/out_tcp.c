@@ -29,6 +29,8 @@ struct nlg_out_tcp {
 	struct nlg_feed *feed; /* listen mode */
 	/* client mode */
 	int fd, want_out, connected_once;
+	int blocked;   /* the socket took less than we had: wait for EPOLLOUT */
+	size_t retry;  /* while blocked, try again once the queue is this long */
 	uint8_t state; /* enum nlg_link_state */
 	struct nlg_outq *q;
 	struct nlg_outq_stats qt;
@@ -169,6 +171,7 @@ static void drop_conn(struct nlg_out_tcp *t)
 	close(t->fd);
 	t->fd = -1;
 	t->want_out = 0;
+	t->blocked = 0;
 }
 
 /* The connection failed or broke: close it, keep the queue (minus the rest
@@ -210,6 +213,8 @@ static int client_write(struct nlg_out_tcp *t)
 		rc = nlg_outq_write(t->q, t->fd);
 	if (rc < 0)
 		return rc;
+	t->blocked = rc;
+	t->retry = nlg_outq_len(t->q) + WRITE_BATCH;
 	set_out(t, rc);
 	return 0;
 }
@@ -407,7 +412,7 @@ static int tcp_send(void *st, const struct nlg_item *it)
 		return 0; /* -ENOMEM: counted by nobody else; the record is lost */
 	if (t->state != NLG_LINK_CONNECTED)
 		return rc;
-	if (rc > 0 && nlg_outq_len(t->q) >= WRITE_BATCH) {
+	if (rc > 0 && nlg_outq_len(t->q) >= (t->blocked ? t->retry : WRITE_BATCH)) {
 		int w = client_write(t);
 		if (w < 0)
 			client_fail(t, -w);
