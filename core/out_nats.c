@@ -276,6 +276,7 @@ struct shared {
 	atomic_int state; /* enum nlg_link_state */
 	atomic_int wake;  /* the loop waits for room or for the last acks */
 	atomic_int connected_once;
+	atomic_int counted; /* a message with an Nlgate-Records header was made */
 };
 
 static void shared_unref(struct shared *sh)
@@ -324,12 +325,14 @@ static void note_err_locked(struct shared *sh, const char *fmt, ...)
 }
 
 /* Records a message holds: one, unless its header says otherwise (a batch,
- * or 0 for a gap announcement). */
-static uint32_t msg_records(natsMsg *m)
+ * or 0 for a gap announcement). Until such a message was made, no header
+ * is looked up: it was 3% of the CPU in the benchmark. */
+static uint32_t msg_records(struct shared *sh, natsMsg *m)
 {
 	const char *v = NULL;
 
-	if (natsMsgHeader_Get(m, HDR_RECORDS, &v) != NATS_OK || !v)
+	if (!atomic_load_explicit(&sh->counted, memory_order_acquire) ||
+	    natsMsgHeader_Get(m, HDR_RECORDS, &v) != NATS_OK || !v)
 		return 1;
 	return (uint32_t)strtoul(v, NULL, 10);
 }
@@ -341,7 +344,7 @@ static uint32_t msg_records(natsMsg *m)
 static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	struct shared *sh = closure;
-	uint32_t k = msg_records(m);
+	uint32_t k = msg_records(sh, m);
 	int64_t left;
 	int wake = 0;
 
@@ -559,6 +562,7 @@ static natsMsg *msg_build(struct nlg_out_nats *o, const char *subj, const void *
 	if (natsMsgHeader_Set(m, HDR_ID, id) != NATS_OK)
 		goto fail;
 	if (recs != 1) {
+		atomic_store_explicit(&o->sh->counted, 1, memory_order_release);
 		snprintf(nrec, sizeof(nrec), "%u", recs);
 		if (natsMsgHeader_Set(m, HDR_RECORDS, nrec) != NATS_OK)
 			goto fail;
@@ -737,7 +741,7 @@ static void take_failed(struct nlg_out_nats *o)
 	pthread_mutex_lock(&sh->mu);
 	for (size_t i = 0; i < sh->rn; i++) {
 		natsMsg *m = sh->rv[i];
-		uint32_t k = msg_records(m);
+		uint32_t k = msg_records(sh, m);
 		if (mq_push(&o->rs, m, k, (uint32_t)natsMsg_GetDataLength(m)) < 0) {
 			natsMsg_Destroy(m);
 			o->dropped += k;
@@ -834,7 +838,7 @@ static uint64_t conn_drop(struct nlg_out_nats *o, int resend)
 		if (o->js_used && js_PublishAsyncGetPendingList(&l, o->js) == NATS_OK) {
 			for (int i = 0; i < l.Count; i++) {
 				natsMsg *m = l.Msgs[i];
-				uint32_t k = msg_records(m);
+				uint32_t k = msg_records(o->sh, m);
 				atomic_fetch_sub(&o->sh->inflight, 1);
 				atomic_fetch_sub(&o->sh->inflight_recs, k);
 				if (resend && mq_push(&o->rs, m, k,

@@ -6,6 +6,7 @@ python3-msgpack.
 
   natsctl.py PORT add-stream NAME SUBJECT...     a file stream (2 min dedup window)
   natsctl.py PORT info NAME                      "messages=M first=F last=L"
+  natsctl.py PORT purge NAME                     empty the stream
   natsctl.py PORT check NAME N [TAG]             read every message back; check that the
                                                  records tagged TAG (default "t") carry
                                                  n = 1..N exactly once; one summary line
@@ -257,6 +258,8 @@ def main(argv):
     cmd = argv[2]
     if cmd == "add-stream":
         add_stream(c, argv[3], argv[4:])
+    elif cmd == "purge":
+        api(c, "$JS.API.STREAM.PURGE." + argv[3], {})
     elif cmd == "info":
         print("messages=%d first=%d last=%d" % info(c, argv[3]))
     elif cmd == "check":
