@@ -228,6 +228,8 @@ def main():
     n = 0
     while True:
         s, _ = ls.accept()
+        # acks are small and come one by one: Nagle would hold each behind the last
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if t0 is None:
             t0 = time.monotonic()
         n += 1
