@@ -60,6 +60,7 @@ struct fwd {
 	struct nlg_netaddr addr;
 	char self_host[256];
 	uint64_t max_bytes, max_ents;
+	size_t plen;	    /* strlen(tag_prefix) */
 	uint64_t chunk_max; /* chunk, at most half the queue: one message fills while one is out */
 
 	/* the open batch: a chunk being filled, not yet in the list */
@@ -700,7 +701,7 @@ static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns
 /* tag_prefix "." tag into out[NLG_FWD_TAG_MAX]: its length. */
 static size_t make_tag(const struct fwd *f, const char *tag, size_t taglen, char *out)
 {
-	size_t pl = strlen(f->cf->tag_prefix);
+	size_t pl = f->plen;
 
 	if (!pl) {
 		memcpy(out, tag, taglen);
@@ -726,7 +727,7 @@ static size_t gap_body(uint8_t *b, uint64_t missed)
 /* The bytes a gap record costs, its own batch included. */
 static uint64_t gap_cost(const struct fwd *f)
 {
-	return NLG_FWD_ENTRY_HEAD + GAP_BODY_MAX + BATCH_OVH + strlen(f->cf->tag_prefix) + 1;
+	return NLG_FWD_ENTRY_HEAD + GAP_BODY_MAX + BATCH_OVH + f->plen + 1;
 }
 
 /* Queue the gap record now if it fits: after acks or writes freed room
@@ -1091,6 +1092,7 @@ static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct n
 	f->fd = -1;
 	f->max_bytes = cf->queue;
 	f->max_ents = cf->queue_records;
+	f->plen = strnlen(cf->tag_prefix, sizeof(cf->tag_prefix));
 	f->chunk_max = cf->chunk < cf->queue / 2 ? cf->chunk : cf->queue / 2;
 	nlg_buf_init(&f->hs);
 	/* A literal IPv6 address takes brackets before the port. */
@@ -1150,9 +1152,9 @@ static void fwd_close(void *st, int timeout_ms)
 
 	if (!f)
 		return;
-	announce(f); /* the misses since the last record, if the gap fits */
+	announce(f);	/* the misses since the last record, if the gap fits */
+	f->closing = 1; /* a link lost now is not retried, nor logged */
 	fwd_flush(f, timeout_ms);
-	f->closing = 1;
 	unacked = unsent = 0;
 	for (struct chunk *c = f->head; c; c = c->next)
 		*(c->written ? &unacked : &unsent) += c->nrec;
@@ -1187,8 +1189,10 @@ static int fwd_send(void *st, const struct nlg_item *it)
 	uint64_t cost;
 	size_t tl;
 
-	if (it->taglen > 255 || !it->len || it->len > f->cf->queue)
-		return it->len ? (f->missed++, f->st.link.dropped++, 0) : -EINVAL;
+	if (it->taglen > 255 || !it->len)
+		return -EINVAL;
+	if (it->len > f->cf->queue)
+		goto drop; /* never fits: counted and announced like any drop */
 	tl = make_tag(f, it->tag, it->taglen, tag);
 	/* Room for the record, and for the gap record before it if frames
 	 * were missed: both go in, or the record is missed too. Either may

@@ -2,7 +2,7 @@
 # tests/fuzz/fuzz_<name>.c plus the core sources compiled by clang in one step
 # (whatever compiler builds the rest), registered as the ctest fuzz/<name>.
 
-set(NLG_FUZZERS nl_parse frame_json ct_parse decode)
+set(NLG_FUZZERS nl_parse frame_json ct_parse decode fwd_reply)
 set(NLG_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
 file(MAKE_DIRECTORY ${NLG_FUZZ_DIR})
 
@@ -57,8 +57,10 @@ set(NLG_FUZZ_SEEDS_nl_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/nl)
 set(NLG_FUZZ_SEEDS_frame_json ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/frame)
 set(NLG_FUZZ_SEEDS_ct_parse ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/ct_parse)
 set(NLG_FUZZ_SEEDS_decode ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/decode)
+set(NLG_FUZZ_SEEDS_fwd_reply ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/fwd)
 file(MAKE_DIRECTORY ${NLG_FUZZ_DIR}/corpus_nl_parse ${NLG_FUZZ_DIR}/corpus_frame_json
-     ${NLG_FUZZ_DIR}/corpus_ct_parse ${NLG_FUZZ_DIR}/corpus_decode)
+     ${NLG_FUZZ_DIR}/corpus_ct_parse ${NLG_FUZZ_DIR}/corpus_decode
+     ${NLG_FUZZ_DIR}/corpus_fwd_reply)
 file(GLOB NLG_FUZZ_FIXTURES ${CMAKE_SOURCE_DIR}/tests/fixtures/sock_*.bin)
 file(COPY ${NLG_FUZZ_FIXTURES} DESTINATION ${NLG_FUZZ_DIR}/corpus_nl_parse)
 
