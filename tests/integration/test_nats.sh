@@ -21,8 +21,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nats/lib.sh"
 nlg_require_nlgate
-nats_require
 nlg_tmpdir
+nats_require
 nats_start
 
 # check STREAM N: the stream holds exactly N records, each once.

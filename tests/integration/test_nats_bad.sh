@@ -15,8 +15,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nats/lib.sh"
 nlg_require_nlgate
-nats_require
 nlg_tmpdir
+nats_require
 
 # ---- 1. refused at once -----------------------------------------------------------
 bad() {

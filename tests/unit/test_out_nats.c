@@ -26,6 +26,7 @@
 
 #include "nlgate/encode.h"
 #include "nlgate/loop.h"
+#include "nlgate/nats_name.h"
 #include "nlgate/opt.h"
 #include "nlgate/out_nats.h"
 #ifdef NLGATE_HAVE_NATS
@@ -101,6 +102,49 @@ static void test_schema(void **state)
 		assert_string_equal(s->fields[i].name, want[i]);
 }
 
+/* Subjects from the template: the tag made a subject a publish may use. */
+static void test_subjects(void **state)
+{
+	static const struct {
+		const char *tmpl, *tag, *want;
+	} cases[] = {
+	    {"nlgate.{tag}", "sock", "nlgate.sock"},
+	    {"nlgate.{tag}", "alert.retrans", "nlgate.alert.retrans"},
+	    {"{tag}", "a b\tc", "a_b_c"},
+	    {"x.{tag}.y", "*", "x._.y"},
+	    {"x.{tag}", "a.>", "x.a._"},
+	    {"x.{tag}", "", "x._"},
+	    {"x.{tag}", ".a..b.", "x._.a._.b._"},
+	    {"{tag}.{tag}", "t", "t.t"},
+	    {"fixed", "ignored", "fixed"},
+	    {"x.{tag}", "caf\xc3\xa9", "x.caf\xc3\xa9"},
+	};
+	char out[NLG_NATS_SUBJ_MAX], big[600];
+	struct nlg_err err = {{0}};
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(cases); i++) {
+		int len = nlg_nats_subject(cases[i].tmpl, cases[i].tag, strlen(cases[i].tag), out);
+		assert_int_equal(len, strlen(cases[i].want));
+		assert_string_equal(out, cases[i].want);
+	}
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(nlg_nats_subject("x.{tag}", big, strlen(big), out), -ENAMETOOLONG);
+	assert_int_equal(nlg_nats_subject_check("nlgate.{tag}", &err), 0);
+	assert_int_equal(nlg_nats_subject_check("a.*", &err), -EINVAL);
+	assert_int_equal(nlg_nats_subject_check("", &err), -EINVAL);
+	assert_int_equal(nlg_nats_url_check("nats://u:p@h:1,tls://[::1]:4222, h2", &err), 0);
+	assert_int_equal(nlg_nats_url_check("nats://[::1", &err), -EINVAL);
+	n = nlg_nats_id_prefix(out, sizeof(out));
+	assert_int_equal(n, strlen(out));
+	assert_true(out[strlen(out) - 1] == '/');
+	assert_non_null(strchr(out, '.'));
+}
+
+#ifdef NLGATE_HAVE_NATS
+
 /* open fails with a message containing what; nothing is left behind. */
 static void open_fails(struct nlg_nats_conf *c, const char *what)
 {
@@ -114,8 +158,6 @@ static void open_fails(struct nlg_nats_conf *c, const char *what)
 		fail_msg("open's error '%s' does not say '%s'", err.msg, what);
 	nlg_loop_destroy(loop);
 }
-
-#ifdef NLGATE_HAVE_NATS
 
 static void test_bad_input(void **state)
 {
@@ -522,6 +564,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_options),
 	    cmocka_unit_test(test_schema),
+	    cmocka_unit_test(test_subjects),
 #ifdef NLGATE_HAVE_NATS
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test_setup_teardown(test_jetstream, fx_setup, fx_teardown),

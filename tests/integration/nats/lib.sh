@@ -2,7 +2,7 @@
 # with JetStream on free loopback ports and a store in the test's temporary
 # directory, killed on exit; natsctl.py (a client written from the protocol)
 # to make streams and read them back.
-# Use: . "$(dirname "$0")/nats/lib.sh" after ../lib.sh and nlg_tmpdir.
+# Use: . "$(dirname "$0")/nats/lib.sh" after ../lib.sh; nlg_tmpdir, then nats_require.
 
 NATSCTL="$NLG_SRC/tests/integration/nats/natsctl.py"
 NATS_SEND="$NLG_SRC/tests/integration/nats/send.lua"
@@ -10,6 +10,11 @@ NATS_SEND="$NLG_SRC/tests/integration/nats/send.lua"
 nats_require() {
 	command -v nats-server >/dev/null || nlg_skip "needs nats-server (apt-get install nats-server)"
 	nlg_require_msgpack
+	printf 'local gw = require "nlgate"\ngw.nats { url = "nats://127.0.0.1:9" }\ngw.stop()\n' \
+		>"$NLG_TMP/probe.lua"
+	case $("$NLGATE" run --drain 0 "$NLG_TMP/probe.lua" 2>&1) in
+	*"built without NATS"*) nlg_skip "nlgate was built without NATS support (libnats-dev)" ;;
+	esac
 }
 
 # A free TCP port on loopback (the kernel's pick, released at once).
