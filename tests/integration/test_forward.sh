@@ -9,7 +9,8 @@
 # receiver that is not there yet, closes at once or talks garbage: counted
 # retries, no crash, everything delivered after; missing acks resent after
 # the ack timeout; a full queue drops whole records and announces them; a
-# stopped receiver noticed by the ack timeout; bad options. Needs no root.
+# stopped receiver noticed by the ack timeout; `watch --to forward://`; bad
+# options. Needs no root.
 . "$(dirname "$0")/lib.sh"
 nlg_require_nlgate
 nlg_require_msgpack
@@ -170,7 +171,17 @@ sum=$(check stopped $N seq) || nlg_fail "stopped: $sum"
 nlg_log "stopped: receiver: $sum; $(last_stat stopped)"
 kill "$RPID"
 
-# ---- 8. bad options --------------------------------------------------------------
+# ---- 8. from the command line: watch --to forward://, options in the URL -----------
+receiver cli --key k
+timeout -s INT 3 "$NLGATE" watch sockets --every 200ms \
+	--to "forward://127.0.0.1:$PORT?shared_key=k&tag_prefix=host1" >/dev/null 2>"$NLG_TMP/cli.log"
+grep -Eq "closed: ([0-9]+) records queued, \1 acknowledged, 0 resent, 0 dropped" "$NLG_TMP/cli.log" ||
+	nlg_fail "watch --to forward://: $(cat "$NLG_TMP/cli.log")"
+grep -q '"tag":"host1.sock"' "$NLG_TMP/cli.out" || nlg_fail "watch --to forward://: no host1.sock records"
+nlg_log "watch --to forward://: $(grep closed: "$NLG_TMP/cli.log" | cut -d' ' -f3-)"
+kill "$RPID"
+
+# ---- 9. bad options --------------------------------------------------------------
 bad() { # LUA-OPTIONS EXPECTED-MESSAGE
 	echo "local gw = require 'nlgate'; gw.forward $1" >"$NLG_TMP/bad.lua"
 	"$NLGATE" run "$NLG_TMP/bad.lua" 2>"$NLG_TMP/bad.log" && nlg_fail "bad option $1 accepted"
