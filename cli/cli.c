@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "nlgate/output.h"
 #include "nlgate/source.h"
 
 struct cmd {
@@ -61,6 +62,7 @@ int nlg_cli_main(int argc, char **argv)
 	}
 	nlg_schema_init();
 	nlg_source_at(0); /* the sources' kinds join the schema registry */
+	nlg_output_at(0); /* and the outputs' counters (unix.stats, forward.stats, ...) */
 	opterr = 0;	  /* commands report a bad option in one line of their own */
 	for (size_t i = 0; i < NLG_ARRAY_SIZE(cmds); i++)
 		if (!strcmp(argv[1], cmds[i].word))
