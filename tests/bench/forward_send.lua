@@ -10,7 +10,7 @@ local gw = require "nlgate"
 
 local n = tonumber(os.getenv("N") or "1000000")
 local window = tonumber(os.getenv("WINDOW") or "6000000") -- bytes
-local step = tonumber(os.getenv("STEP") or "2000") -- per 1 ms tick at most, so the loop reads acks between
+local step = tonumber(os.getenv("STEP") or "500") -- records between two looks at the queue
 local ack = (os.getenv("ACK") or "true") == "true"
 local out = gw.forward { port = tonumber(os.getenv("PORT")), tag_prefix = "bench",
 	size = tonumber(os.getenv("SIZE") or "1000"), flush = "10ms", ack = ack }
@@ -41,11 +41,14 @@ gw.every("1ms", function()
 		end
 		return
 	end
-	local room = math.min(n - sent, step)
-	if st.queue_bytes >= window then room = 0 end
-	for _ = 1, room do
-		k = k % #recs + 1
-		out:send("sock", recs[k])
+	-- fill the window, a step at a time; the loop reads acks until the next tick
+	while sent < n and st.queue_bytes < window do
+		local room = math.min(n - sent, step)
+		for _ = 1, room do
+			k = k % #recs + 1
+			out:send("sock", recs[k])
+		end
+		sent = sent + room
+		st = out:stats()
 	end
-	sent = sent + math.max(room, 0)
 end)
