@@ -724,7 +724,9 @@ again:
 	if (o->missed && announce(o))
 		goto again;
 	if ((o->q.n || o->rs.n) && o->js) {
-		atomic_store(&o->sh->wake, 1);
+		/* Tested first: under a flood every send lands here. */
+		if (!atomic_load_explicit(&o->sh->wake, memory_order_relaxed))
+			atomic_store(&o->sh->wake, 1);
 		if (room(o)) /* an ack came between the test and the flag */
 			goto again;
 	}

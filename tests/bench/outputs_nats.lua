@@ -8,7 +8,7 @@
 -- (S from the first send to the last acknowledgement, C the process's CPU
 -- over the same span, libnats's threads included) and stops.
 -- Environment: BENCH_NETNS, NATS_URL, SUBJECT (bench.{tag}), N, WINDOW,
--- BACKLOG (8192).
+-- BACKLOG (8192), BATCH (1: one record a message, as the floor sends).
 local gw = require "nlgate"
 
 local n = tonumber(os.getenv("N") or "300000")
@@ -17,6 +17,7 @@ local out = gw.nats {
 	url = assert(os.getenv("NATS_URL"), "NATS_URL is not set"),
 	subject = os.getenv("SUBJECT") or "bench.{tag}",
 	max_pending = tonumber(os.getenv("WINDOW") or "4096"),
+	batch = tonumber(os.getenv("BATCH") or "1"),
 	queue = "256M", queue_records = backlog * 2,
 }
 local socks = gw.sockets { start = false, proto = "tcp", states = "all",
