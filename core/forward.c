@@ -3,6 +3,9 @@
  * reader for what a server sends (HELO, PONG, ack). See forward.h. */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 
 #include "nlgate/forward.h"
@@ -107,6 +110,25 @@ void nlg_fwd_chunk_id(char *out, const uint8_t raw[16])
 		out[o++] = i + 2 < 16 ? b64[v & 63] : '=';
 	}
 	out[o] = 0;
+}
+
+void nlg_fwd_random(uint8_t *p, size_t n)
+{
+	ssize_t r = getrandom(p, n, GRND_NONBLOCK);
+
+	if (r < 0 || (size_t)r < n) {
+		struct timespec ts;
+		uint64_t x;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			p[i] = (uint8_t)x;
+		}
+	}
 }
 
 int nlg_fwd_digest(char *hex, const void *a, size_t alen, const void *b, size_t blen, const void *c,

@@ -1,7 +1,7 @@
-/* The Fluentd Forward output: batches records into PackedForward messages,
- * keeps each until the server acknowledges it, and drives one TCP link
- * through connect, the shared-key handshake, acks, timeouts and reconnects
- * on the loop, never blocking it. The bytes are core/forward.c's. */
+/* The Fluentd Forward output: one TCP link driven on the loop through
+ * connect, the shared-key handshake, writes, acks, timeouts and reconnects,
+ * never blocking it. The messages and their queue are core/fwdq.c's, the
+ * bytes core/forward.c's. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -9,45 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nlgate/forward.h"
+#include "nlgate/fwdq.h"
 #include "nlgate/net.h"
 #include "nlgate/out_forward.h"
 
-/* What closing a batch adds around its entries, reserved when it opens so
- * that the queue bound holds before the head's size is known. */
-#define BATCH_OVH      (NLG_FWD_HEAD_MAX + NLG_FWD_OPT_MAX)
-#define BATCH_MIN_CAP  (16u << 10)
-#define WRITE_IOV      64 /* chunks per sendmsg */
+#define WRITE_IOV      64 /* messages per sendmsg */
 #define READS_PER_WAKE 16 /* bounded, so a chatty server cannot hold the loop */
-#define GAP_TAG	       "nlgate.gap"
-#define GAP_BODY_MAX   17 /* {"missed": uint64} */
-/* Message buffers kept for the next batches once acknowledged: without
- * them every message of ~1 MB was a fresh mmap, page faults and all (13% of
- * the CPU at a million records a second, perf, acks on). */
-#define SPARES 2
-
-/* One message, whole, in one allocation: this struct, then room for the
- * longest head, the entries and the option map. data points at the head,
- * written right before the entries when the batch closes, so the entries
- * are never copied. */
-struct chunk {
-	struct chunk *next;
-	uint8_t *data;
-	size_t len;
-	size_t cap;	     /* bytes allocated, this struct included */
-	uint32_t nent, nrec; /* entries; of them the script's records (not gaps) */
-	int written;	     /* written whole at least once: a rewrite is a resend */
-	uint64_t sent_ms;    /* when last written whole: the ack timeout runs from it */
-	char id[NLG_FWD_ID_LEN + 1];
-};
-
-#define CHUNK_ENTRIES(c) ((uint8_t *)((c) + 1) + NLG_FWD_HEAD_MAX)
 
 enum phase { P_IDLE, P_CONNECTING, P_HELO, P_PONG, P_UP, P_CLOSED };
 
@@ -59,29 +31,8 @@ struct fwd {
 	const struct nlg_forward_conf *cf;
 	struct nlg_netaddr addr;
 	char self_host[256];
-	uint64_t max_bytes, max_ents;
-	size_t plen;	    /* strlen(tag_prefix) */
-	uint64_t chunk_max; /* chunk, at most half the queue: one message fills while one is out */
-
-	/* the open batch: a chunk being filled, not yet in the list */
-	struct chunk *b;
-	size_t bcap; /* bytes allocated for b */
-	size_t blen; /* bytes of entries */
-	char btag[NLG_FWD_TAG_MAX];
-	size_t btaglen;
-	uint64_t bopened_ms;
-	int64_t t_flush;
-
-	/* chunks oldest first; wr the next to write (NULL: all written), wr_off
-	 * the bytes of it already written. Those before wr await their ack. */
-	struct chunk *head, *tail, *wr;
-	size_t wr_off;
-	uint64_t q_bytes, q_ents, q_recs; /* held: the chunks and the open batch */
-	uint64_t missed;		  /* dropped since the last gap record */
-	uint8_t idbase[16];
-	uint64_t idseq;
-	struct chunk *spare; /* at most SPARES, for reuse */
-	int nspare;
+	struct nlg_fwdq *q;
+	int64_t t_flush; /* closes a batch flush_ms after it opened */
 
 	/* the link */
 	enum phase phase;
@@ -96,6 +47,7 @@ struct fwd {
 	uint8_t nonce[256];
 	size_t nonce_len;
 	int hs_failed; /* the last failure was the handshake: the state says so */
+	uint64_t dropped_at_close;
 	uint64_t ups;
 	uint64_t quiet; /* failed attempts since the last line logged */
 	char logged[200];
@@ -283,61 +235,10 @@ struct nlg_schema nlg_forward_stats_schema = {
     .present_off = offsetof(struct nlg_forward_stats, present),
 };
 
-/* ---- small helpers ---- */
-
-/* Random bytes for chunk ids and salts: uniqueness and unpredictability,
- * not key material; the clock stands in if getrandom fails. */
-static void rand_bytes(uint8_t *p, size_t n)
-{
-	ssize_t r = getrandom(p, n, GRND_NONBLOCK);
-
-	if (r < 0 || (size_t)r < n) {
-		struct timespec ts;
-		uint64_t x;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-		for (size_t i = 0; i < n; i++) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			p[i] = (uint8_t)x;
-		}
-	}
-}
-
-static uint64_t chunk_unacked(const struct fwd *f)
-{
-	uint64_t n = 0;
-
-	for (const struct chunk *c = f->head; c && c != f->wr; c = c->next)
-		n++;
-	return n;
-}
-
-static void chunk_release(struct fwd *f, struct chunk *c)
-{
-	f->q_bytes -= c->len;
-	f->q_ents -= c->nent;
-	f->q_recs -= c->nrec;
-	if (f->nspare < SPARES) {
-		c->next = f->spare;
-		f->spare = c;
-		f->nspare++;
-	} else {
-		free(c);
-	}
-}
-
-static int fits(const struct fwd *f, uint64_t bytes, uint64_t ents)
-{
-	return f->q_bytes + bytes <= f->max_bytes &&
-	       (!f->max_ents || f->q_ents + ents <= f->max_ents);
-}
-
 /* ---- the link ---- */
 
 static void link_start(struct fwd *f);
+static void fwd_stats(void *st, void *out);
 static int do_write(struct fwd *f);
 static int64_t link_timer(struct nlg_loop *loop, int64_t id, void *data);
 
@@ -371,8 +272,8 @@ static uint64_t up_deadline(const struct fwd *f)
 {
 	uint64_t d = 0;
 
-	if (f->cf->ack && f->head && f->head != f->wr)
-		d = f->head->sent_ms + f->cf->ack_timeout_ms;
+	if (nlg_fwdq_oldest(f->q))
+		d = nlg_fwdq_oldest(f->q) + f->cf->ack_timeout_ms;
 	if (f->blocked_ms && f->cf->write_timeout_ms) {
 		uint64_t w = f->blocked_ms + f->cf->write_timeout_ms;
 		if (!d || w < d)
@@ -417,8 +318,7 @@ static void link_fail(struct fwd *f, enum fail kind, const char *fmt, ...)
 	f->rlen = 0;
 	nlg_buf_reset(&f->hs);
 	f->hs_off = 0;
-	f->wr = f->head;
-	f->wr_off = 0;
+	nlg_fwdq_rewind(f->q); /* all of it again, oldest first, on the next link */
 	if (f->phase == P_UP)
 		f->st.link_failures++;
 	else
@@ -463,44 +363,6 @@ static void link_up(struct fwd *f)
 
 /* ---- writing ---- */
 
-/* A message went out whole. Without acks it is delivered as far as we will
- * ever know: freed. */
-static void chunk_written(struct fwd *f, struct chunk *c)
-{
-	if (c->written) {
-		f->st.link.resent += c->nrec;
-	} else {
-		c->written = 1;
-		f->st.link.sent += c->nrec;
-	}
-	c->sent_ms = nlg_now_ms();
-	if (!f->cf->ack) {
-		f->head = c->next; /* c is the head: nothing before wr is kept */
-		if (!f->head)
-			f->tail = NULL;
-		chunk_release(f, c);
-	}
-}
-
-static void advance(struct fwd *f, size_t w)
-{
-	while (w) {
-		struct chunk *c = f->wr;
-		size_t left = c->len - f->wr_off;
-
-		if (w < left) {
-			f->wr_off += w;
-			return;
-		}
-		w -= left;
-		f->wr = c->next;
-		f->wr_off = 0;
-		chunk_written(f, c);
-	}
-}
-
-static void announce(struct fwd *f);
-
 /* Write the handshake's PING, or, once up, the messages from wr on, until
  * all is written or the socket is full. 0, or -1 when the link failed. */
 static int do_write(struct fwd *f)
@@ -526,14 +388,12 @@ static int do_write(struct fwd *f)
 		set_out(f, 0);
 		return 0;
 	}
-	while (f->wr) {
+	while (nlg_fwdq_unwritten(f->q)) {
 		struct iovec iov[WRITE_IOV];
 		struct msghdr m = {.msg_iov = iov};
-		size_t off = f->wr_off;
 		ssize_t w;
 
-		for (struct chunk *c = f->wr; c && m.msg_iovlen < WRITE_IOV; c = c->next, off = 0)
-			iov[m.msg_iovlen++] = (struct iovec){c->data + off, c->len - off};
+		m.msg_iovlen = (size_t)nlg_fwdq_iov(f->q, iov, WRITE_IOV);
 		w = sendmsg(f->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -545,232 +405,51 @@ static int do_write(struct fwd *f)
 		}
 		progress = 1;
 		f->blocked_ms = 0;
-		advance(f, (size_t)w);
+		nlg_fwdq_consume(f->q, (size_t)w);
 	}
-	if (f->wr && !f->blocked_ms)
+	if (nlg_fwdq_unwritten(f->q) && !f->blocked_ms)
 		f->blocked_ms = nlg_now_ms();
-	set_out(f, f->wr != NULL);
-	/* Without acks a write frees room: a pending gap can go now. */
-	if (progress && !f->cf->ack && f->missed)
-		announce(f);
+	set_out(f, nlg_fwdq_unwritten(f->q));
+	/* Without acks a write frees room: a pending gap can go now (and is
+	 * written with the next message). */
+	if (progress && !f->cf->ack)
+		nlg_fwdq_announce(f->q);
 	up_arm(f);
 	return 0;
 }
 
-/* ---- the open batch ---- */
-
-static void batch_close(struct fwd *f)
-{
-	struct chunk *c = f->b;
-	uint8_t head[NLG_FWD_HEAD_MAX], *ents;
-	uint8_t raw[16];
-	int hl;
-
-	if (!c)
-		return;
-	ents = CHUNK_ENTRIES(c);
-	hl = nlg_fwd_msg_head(head, f->btag, f->btaglen, f->blen); /* the tag was checked */
-	c->data = ents - hl;
-	memcpy(c->data, head, (size_t)hl);
-	if (f->cf->ack) {
-		/* 8 random bytes per output, then a counter: unique without a
-		 * system call per message. */
-		uint64_t seq = ++f->idseq;
-		memcpy(raw, f->idbase, sizeof(raw));
-		for (int i = 0; i < 8; i++)
-			raw[8 + i] ^= (uint8_t)(seq >> (8 * i));
-		nlg_fwd_chunk_id(c->id, raw);
-	}
-	c->len = (size_t)hl + f->blen +
-		 nlg_fwd_msg_option(ents + f->blen, c->nent, f->cf->ack ? c->id : NULL);
-	f->q_bytes = f->q_bytes - BATCH_OVH + (uint64_t)hl + (c->len - (size_t)hl - f->blen);
-	c->cap = f->bcap;
-	/* A batch closed early by the timer gives back the room it grew. */
-	if (f->bcap > BATCH_MIN_CAP && f->bcap / 2 > sizeof(*c) + NLG_FWD_HEAD_MAX + c->len) {
-		size_t at = (size_t)(c->data - (uint8_t *)c);
-		struct chunk *s = realloc(c, at + c->len);
-		if (s) {
-			c = s;
-			c->data = (uint8_t *)c + at;
-			c->cap = at + c->len;
-		}
-	}
-	c->next = NULL;
-	if (f->tail)
-		f->tail->next = c;
-	else
-		f->head = c;
-	f->tail = c;
-	if (!f->wr) {
-		f->wr = c;
-		f->wr_off = 0;
-	}
-	f->st.chunks++;
-	f->b = NULL;
-	f->bcap = f->blen = 0;
-}
+/* ---- batches ---- */
 
 static int64_t flush_timer(struct nlg_loop *loop, int64_t id, void *data)
 {
 	struct fwd *f = data;
-	uint64_t age = nlg_now_ms() - f->bopened_ms;
+	uint64_t opened = nlg_fwdq_opened(f->q), now = nlg_now_ms();
 
 	(void)loop;
 	(void)id;
 	/* The batch it was armed for may have closed already: wait out the
 	 * open one's time instead. */
-	if (f->b && age < f->cf->flush_ms)
-		return (int64_t)(f->cf->flush_ms - age);
+	if (opened && now - opened < f->cf->flush_ms)
+		return (int64_t)(f->cf->flush_ms - (now - opened));
 	f->t_flush = 0;
-	if (f->b) {
-		batch_close(f);
-		if (f->phase == P_UP)
-			do_write(f);
-	}
+	if (nlg_fwdq_close(f->q) && f->phase == P_UP)
+		do_write(f);
 	return -1;
 }
 
-/* Append one entry [time, body] under tag; the caller checked the bound.
- * Closes the open batch first when the tag differs or chunk would be
- * exceeded, and after, at size records. 0 or -ENOMEM (nothing taken). */
-static int add_entry(struct fwd *f, const char *tag, size_t tl, uint64_t time_ns,
-		     const uint8_t *body, size_t blen, int is_rec)
+/* After a push or an announcement: write what closed, and have the flush
+ * timer watch a batch left open. */
+static void after_push(struct fwd *f, int rc)
 {
-	size_t elen = NLG_FWD_ENTRY_HEAD + blen, need;
-
-	if (f->b && (tl != f->btaglen || memcmp(tag, f->btag, tl) || f->blen + elen > f->chunk_max))
-		batch_close(f);
-	if (!f->b) {
-		struct chunk *c = f->spare;
-		size_t cap = c ? c->cap : BATCH_MIN_CAP;
-
-		if (c) {
-			f->spare = c->next;
-			f->nspare--;
-		} else if (!(c = malloc(cap))) {
-			return -ENOMEM;
-		}
-		memset(c, 0, sizeof(*c));
-		f->b = c;
-		f->bcap = cap;
-		memcpy(f->btag, tag, tl);
-		f->btaglen = tl;
-		f->blen = 0;
-		f->bopened_ms = nlg_now_ms();
-		f->q_bytes += BATCH_OVH;
-		if (!f->t_flush) {
-			int64_t t = nlg_loop_add_timer(f->loop, f->cf->flush_ms, flush_timer, f);
-			f->t_flush = t > 0 ? t : 0;
-		}
+	if ((rc & NLG_FWDQ_CLOSED) && f->phase == P_UP)
+		do_write(f);
+	if (nlg_fwdq_opened(f->q) && !f->t_flush) {
+		int64_t t = nlg_loop_add_timer(f->loop, f->cf->flush_ms, flush_timer, f);
+		f->t_flush = t > 0 ? t : 0;
 	}
-	need = sizeof(struct chunk) + NLG_FWD_HEAD_MAX + f->blen + elen + NLG_FWD_OPT_MAX;
-	if (need > f->bcap) {
-		size_t cap = f->bcap;
-		struct chunk *c;
-
-		while (cap < need)
-			cap *= 2;
-		if (!(c = realloc(f->b, cap))) {
-			if (!f->b->nent) { /* never leave an empty message behind */
-				free(f->b);
-				f->b = NULL;
-				f->bcap = 0;
-				f->q_bytes -= BATCH_OVH;
-			}
-			return -ENOMEM;
-		}
-		f->b = c;
-		f->bcap = cap;
-	}
-	nlg_fwd_entry_head(CHUNK_ENTRIES(f->b) + f->blen, time_ns);
-	memcpy(CHUNK_ENTRIES(f->b) + f->blen + NLG_FWD_ENTRY_HEAD, body, blen);
-	f->blen += elen;
-	f->b->nent++;
-	f->b->nrec += is_rec != 0;
-	f->q_bytes += elen;
-	f->q_ents++;
-	f->q_recs += is_rec != 0;
-	if (f->b->nent >= f->cf->size || f->blen >= f->chunk_max) {
-		batch_close(f);
-		if (f->phase == P_UP)
-			do_write(f);
-	}
-	return 0;
-}
-
-/* tag_prefix "." tag into out[NLG_FWD_TAG_MAX]: its length. */
-static size_t make_tag(const struct fwd *f, const char *tag, size_t taglen, char *out)
-{
-	size_t pl = f->plen;
-
-	if (!pl) {
-		memcpy(out, tag, taglen);
-		return taglen;
-	}
-	memcpy(out, f->cf->tag_prefix, pl);
-	out[pl] = '.';
-	memcpy(out + pl + 1, tag, taglen);
-	return pl + 1 + taglen;
-}
-
-static size_t gap_body(uint8_t *b, uint64_t missed)
-{
-	b[0] = 0x81;
-	b[1] = 0xa6;
-	memcpy(b + 2, "missed", 6);
-	b[8] = 0xcf;
-	for (int i = 0; i < 8; i++)
-		b[9 + i] = (uint8_t)(missed >> (56 - 8 * i));
-	return GAP_BODY_MAX;
-}
-
-/* The bytes a gap record costs, its own batch included. */
-static uint64_t gap_cost(const struct fwd *f)
-{
-	return NLG_FWD_ENTRY_HEAD + GAP_BODY_MAX + BATCH_OVH + f->plen + 1;
-}
-
-/* Queue the gap record now if it fits: after acks or writes freed room
- * (records may have stopped coming), and before closing. */
-static void announce(struct fwd *f)
-{
-	uint8_t body[GAP_BODY_MAX];
-	char tag[NLG_FWD_TAG_MAX];
-	size_t tl;
-
-	if (!f->missed || !fits(f, gap_cost(f), 1))
-		return;
-	tl = make_tag(f, GAP_TAG, sizeof(GAP_TAG) - 1, tag);
-	if (add_entry(f, tag, tl, nlg_realtime_ns(), body, gap_body(body, f->missed), 0) < 0)
-		return;
-	f->missed = 0;
-	f->st.gaps++;
 }
 
 /* ---- reading ---- */
-
-static void on_ack(struct fwd *f, const char *id, size_t n)
-{
-	struct chunk *prev = NULL;
-
-	/* Acks come in order, so this finds the head; a server that answers
-	 * out of order is served too. An unknown id is a late ack of a message
-	 * freed already: nothing to do. */
-	for (struct chunk *c = f->head; c && c != f->wr; prev = c, c = c->next) {
-		if (n != NLG_FWD_ID_LEN || memcmp(c->id, id, n))
-			continue;
-		if (prev)
-			prev->next = c->next;
-		else
-			f->head = c->next;
-		if (f->tail == c)
-			f->tail = prev;
-		f->st.link.acked += c->nrec;
-		f->st.chunks_acked++;
-		chunk_release(f, c);
-		return;
-	}
-}
 
 /* One message from the server. 0, or -1 when the link failed. */
 static int on_reply(struct fwd *f, const struct nlg_fwd_reply *r)
@@ -836,7 +515,8 @@ static int on_reply(struct fwd *f, const struct nlg_fwd_reply *r)
 		return f->phase == P_UP ? 0 : -1;
 	case P_UP:
 		if (r->kind == NLG_FWD_ACK) {
-			on_ack(f, r->ack, r->ack_len);
+			/* An unknown id is a late ack of a message freed already. */
+			nlg_fwdq_ack(f->q, r->ack, r->ack_len);
 			return 0;
 		}
 		if (r->kind == NLG_FWD_HELO && !cf->shared_key[0]) {
@@ -859,7 +539,7 @@ static int on_reply(struct fwd *f, const struct nlg_fwd_reply *r)
 static int parse_replies(struct fwd *f)
 {
 	size_t off = 0;
-	uint64_t acked = f->st.chunks_acked;
+	uint64_t acked = nlg_fwdq_stats(f->q)->chunks_acked;
 
 	while (off < f->rlen) {
 		struct nlg_fwd_reply r;
@@ -880,8 +560,8 @@ static int parse_replies(struct fwd *f)
 	memmove(f->rbuf, f->rbuf + off, f->rlen - off);
 	f->rlen -= off;
 	/* Acks freed room: a pending gap can go now. */
-	if (f->missed && f->st.chunks_acked != acked)
-		announce(f);
+	if (nlg_fwdq_stats(f->q)->chunks_acked != acked)
+		after_push(f, nlg_fwdq_announce(f->q) ? NLG_FWDQ_CLOSED : 0);
 	return 0;
 }
 
@@ -1034,7 +714,7 @@ static void link_start(struct fwd *f)
 			 ? (unsigned)(cf->keepalive_ms < 1000 ? 1 : cf->keepalive_ms / 1000)
 			 : 0,
 		     (unsigned)cf->write_timeout_ms);
-	rand_bytes(raw, sizeof(raw));
+	nlg_fwd_random(raw, sizeof(raw));
 	for (int i = 0; i < 16; i++)
 		snprintf(f->salt + 2 * i, 3, "%02x", raw[i]);
 	link_arm(f, cf->connect_timeout_ms);
@@ -1044,8 +724,6 @@ static void link_start(struct fwd *f)
 
 static void fwd_free(struct fwd *f)
 {
-	struct chunk *c = f->head;
-
 	if (f->fd >= 0) {
 		nlg_loop_del_fd(f->loop, f->fd);
 		close(f->fd);
@@ -1053,17 +731,7 @@ static void fwd_free(struct fwd *f)
 	link_disarm(f);
 	if (f->t_flush > 0)
 		nlg_loop_del_timer(f->loop, f->t_flush);
-	while (c) {
-		struct chunk *n = c->next;
-		free(c);
-		c = n;
-	}
-	while (f->spare) {
-		c = f->spare->next;
-		free(f->spare);
-		f->spare = c;
-	}
-	free(f->b);
+	nlg_fwdq_destroy(f->q);
 	nlg_buf_free(&f->hs);
 	free(f);
 }
@@ -1071,6 +739,15 @@ static void fwd_free(struct fwd *f)
 static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct nlg_err *err)
 {
 	const struct nlg_forward_conf *cf = conf;
+	/* chunk at most half the queue: one message fills while one is out */
+	struct nlg_fwdq_conf qc = {
+	    .tag_prefix = cf->tag_prefix,
+	    .size = cf->size,
+	    .chunk = cf->chunk < cf->queue / 2 ? cf->chunk : cf->queue / 2,
+	    .max_bytes = cf->queue,
+	    .max_records = cf->queue_records,
+	    .ack = cf->ack,
+	};
 	char hp[300];
 	struct fwd *f;
 	int rc;
@@ -1085,15 +762,13 @@ static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct n
 	if (!cf->host[0])
 		return nlg_err_set(err, EINVAL, "no host");
 	f = calloc(1, sizeof(*f));
-	if (!f)
+	if (!f || !(f->q = nlg_fwdq_create(&qc))) {
+		free(f);
 		return nlg_err_set(err, ENOMEM, "out of memory");
+	}
 	f->loop = loop;
 	f->cf = cf;
 	f->fd = -1;
-	f->max_bytes = cf->queue;
-	f->max_ents = cf->queue_records;
-	f->plen = strnlen(cf->tag_prefix, sizeof(cf->tag_prefix));
-	f->chunk_max = cf->chunk < cf->queue / 2 ? cf->chunk : cf->queue / 2;
 	nlg_buf_init(&f->hs);
 	/* A literal IPv6 address takes brackets before the port. */
 	snprintf(hp, sizeof(hp), strchr(cf->host, ':') ? "[%s]:%u" : "%s:%u", cf->host,
@@ -1107,16 +782,17 @@ static int fwd_open(struct nlg_loop *loop, const void *conf, void **st, struct n
 	else if (gethostname(f->self_host, sizeof(f->self_host) - 1) < 0 || !f->self_host[0])
 		snprintf(f->self_host, sizeof(f->self_host), "nlgate");
 	snprintf(f->st.peer, sizeof(f->st.peer), "%s", f->addr.text);
-	rand_bytes(f->idbase, sizeof(f->idbase));
 	nlg_backoff_init(&f->bo, (uint32_t)cf->retry_min_ms, (uint32_t)cf->retry_max_ms);
 	link_start(f); /* a server that is down is retried, not an error */
 	*st = f;
 	return 0;
 }
 
+/* Entries held: unsent, or (with acks) unacknowledged; gap records too, so
+ * the exit drain delivers the last announcement. */
 static uint64_t fwd_pending(void *st)
 {
-	return ((struct fwd *)st)->q_ents;
+	return nlg_fwdq_entries(((struct fwd *)st)->q);
 }
 
 /* Close the open batch and write; with timeout_ms, keep writing and
@@ -1126,11 +802,12 @@ static void fwd_flush(void *st, int timeout_ms)
 	struct fwd *f = st;
 	uint64_t deadline = nlg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 
-	batch_close(f);
+	nlg_fwdq_close(f->q);
 	if (f->phase == P_UP)
 		do_write(f);
-	while (f->q_ents && f->phase == P_UP) {
-		struct pollfd p = {.fd = f->fd, .events = POLLIN | (f->wr ? POLLOUT : 0)};
+	while (nlg_fwdq_entries(f->q) && f->phase == P_UP) {
+		struct pollfd p = {.fd = f->fd,
+				   .events = POLLIN | (nlg_fwdq_unwritten(f->q) ? POLLOUT : 0)};
 		uint64_t now = nlg_now_ms();
 
 		if (now >= deadline)
@@ -1147,21 +824,19 @@ static void fwd_flush(void *st, int timeout_ms)
 static void fwd_close(void *st, int timeout_ms)
 {
 	struct fwd *f = st;
-	struct nlg_link_stats *l = &f->st.link;
-	uint64_t unacked, unsent;
+	struct nlg_forward_stats s;
+	uint64_t unacked, unsent, missed;
 
 	if (!f)
 		return;
-	announce(f);	/* the misses since the last record, if the gap fits */
-	f->closing = 1; /* a link lost now is not retried, nor logged */
+	nlg_fwdq_announce(f->q); /* the misses since the last record, if the gap fits */
+	f->closing = 1;		 /* a link lost now is not retried, nor logged */
 	fwd_flush(f, timeout_ms);
-	unacked = unsent = 0;
-	for (struct chunk *c = f->head; c; c = c->next)
-		*(c->written ? &unacked : &unsent) += c->nrec;
-	if (f->b)
-		unsent += f->b->nrec;
-	l->dropped += unacked + unsent;
-	if (l->queued || l->dropped) {
+	nlg_fwdq_held(f->q, &unacked, &unsent);
+	missed = nlg_fwdq_missed(f->q);
+	f->dropped_at_close = unacked + unsent;
+	fwd_stats(f, &s);
+	if (s.link.queued || s.link.dropped) {
 		char more[160] = "";
 		int at = 0;
 
@@ -1170,14 +845,14 @@ static void fwd_close(void *st, int timeout_ms)
 				      "; %" PRIu64 " undelivered at close (%" PRIu64
 				      " unacknowledged, %" PRIu64 " unsent)",
 				      unacked + unsent, unacked, unsent);
-		if (f->missed)
+		if (missed)
 			snprintf(more + at, sizeof(more) - (size_t)at,
-				 "; %" PRIu64 " dropped never announced", f->missed);
+				 "; %" PRIu64 " dropped never announced", missed);
 		nlg_log("forward %s: closed: %" PRIu64 " records queued, %" PRIu64 " %s, %" PRIu64
 			" resent, %" PRIu64 " dropped, %" PRIu64 " reconnects%s",
-			f->addr.text, l->queued, f->cf->ack ? l->acked : l->sent,
-			f->cf->ack ? "acknowledged" : "sent", l->resent, l->dropped, l->reconnects,
-			more);
+			f->addr.text, s.link.queued, f->cf->ack ? s.link.acked : s.link.sent,
+			f->cf->ack ? "acknowledged" : "sent", s.link.resent, s.link.dropped,
+			s.link.reconnects, more);
 	}
 	fwd_free(f);
 }
@@ -1185,37 +860,19 @@ static void fwd_close(void *st, int timeout_ms)
 static int fwd_send(void *st, const struct nlg_item *it)
 {
 	struct fwd *f = st;
-	char tag[NLG_FWD_TAG_MAX];
-	uint64_t cost;
-	size_t tl;
+	int rc = nlg_fwdq_push(f->q, it->tag, it->taglen, it->time_ns, it->body, it->len);
 
-	if (it->taglen > 255 || !it->len)
-		return -EINVAL;
-	if (it->len > f->cf->queue)
-		goto drop; /* never fits: counted and announced like any drop */
-	tl = make_tag(f, it->tag, it->taglen, tag);
-	/* Room for the record, and for the gap record before it if frames
-	 * were missed: both go in, or the record is missed too. Either may
-	 * open a batch of its own. */
-	cost = NLG_FWD_ENTRY_HEAD + it->len + BATCH_OVH;
-	if (!fits(f, cost + (f->missed ? gap_cost(f) : 0), 1 + (f->missed != 0)))
-		goto drop;
-	if (f->missed)
-		announce(f);
-	if (add_entry(f, tag, tl, it->time_ns, it->body, it->len, 1) < 0)
-		goto drop;
-	f->st.link.queued++;
-	return 1;
-drop:
-	f->missed++;
-	f->st.link.dropped++;
-	return 0;
+	if (rc < 0)
+		return rc;
+	after_push(f, rc);
+	return rc & NLG_FWDQ_TAKEN;
 }
 
 static void fwd_stats(void *st, void *out)
 {
 	struct fwd *f = st;
 	struct nlg_forward_stats *s = out;
+	const struct nlg_fwdq_stats *q = nlg_fwdq_stats(f->q);
 	static const uint8_t state[] = {
 	    [P_IDLE] = NLG_LINK_BACKOFF,    [P_CONNECTING] = NLG_LINK_CONNECTING,
 	    [P_HELO] = NLG_LINK_CONNECTING, [P_PONG] = NLG_LINK_CONNECTING,
@@ -1223,11 +880,19 @@ static void fwd_stats(void *st, void *out)
 	};
 
 	*s = f->st;
+	s->link.queued = q->queued;
+	s->link.sent = q->sent;
+	s->link.acked = q->acked;
+	s->link.resent = q->resent;
+	s->link.dropped = q->dropped + f->dropped_at_close;
 	s->link.state =
 	    f->hs_failed && f->phase != P_UP ? NLG_LINK_HANDSHAKE_FAILED : state[f->phase];
-	s->unacked = f->phase == P_UP ? chunk_unacked(f) : 0;
-	s->queue_records = f->q_ents;
-	s->queue_bytes = f->q_bytes;
+	s->chunks = q->chunks;
+	s->chunks_acked = q->chunks_acked;
+	s->gaps = q->gaps;
+	s->unacked = f->phase == P_UP ? nlg_fwdq_unacked(f->q) : 0;
+	s->queue_records = nlg_fwdq_entries(f->q);
+	s->queue_bytes = nlg_fwdq_bytes(f->q);
 }
 
 const struct nlg_output_ops nlg_forward_output = {

@@ -52,6 +52,10 @@ size_t nlg_fwd_msg_option(uint8_t *out, uint32_t size, const char *id);
 /* base64 (RFC 4648, padded) of 16 bytes into out[NLG_FWD_ID_LEN + 1]. */
 void nlg_fwd_chunk_id(char *out, const uint8_t raw[16]);
 
+/* n random bytes (getrandom; the clock stands in if it fails): for chunk
+ * ids and salts, which want uniqueness and unpredictability, not keys. */
+void nlg_fwd_random(uint8_t *p, size_t n);
+
 /* hex(sha512(a + b + c + d)) into hex[129]: the handshake's digests.
  * 0, or -ENOMEM / -EIO when libcrypto fails. */
 int nlg_fwd_digest(char *hex, const void *a, size_t alen, const void *b, size_t blen, const void *c,
