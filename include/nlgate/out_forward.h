@@ -1,7 +1,8 @@
 /* The Fluentd Forward output: records batched into PackedForward messages
  * (one tag per message) over one TCP connection to Fluentd, Fluent Bit or
  * Vector, at least once with acknowledgements, the shared-key handshake,
- * reconnects with backoff. The wire format is core/forward.c.
+ * reconnects with backoff. The wire format is core/forward.c, the message
+ * queue core/fwdq.c.
  *
  *   send(item) ─▶ open batch [EventTime, record]... ──tag change, size, chunk
  *                 bytes or the flush timer──▶ chunk (a whole message + its id)
