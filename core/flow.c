@@ -1,6 +1,7 @@
 /* The per-worker flow table: decoded pkts folded into bidirectional flows,
  * ended by the idle and active timeouts, TCP FIN/RST, eviction and shutdown.
  * One thread owns a table, and nothing is allocated after create. */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,24 @@
  *   open:    head ⇄ ent ⇄ ent ⇄ … ⇄ tail   due at last_ns + idle
  *   closing: head ⇄ ent ⇄ … ⇄ tail         due at last_ns + linger (FIN both ways, RST)
  *
- * Each entry is on exactly one list; a free one is on the free stack.
+ * Each entry is on exactly one list; a free one is on the free stack. The
+ * list links live apart from the entries (link[i]), eight to a cache line:
+ * moving a flow to the tail writes its neighbours' links, not their entries.
  *
- * The bucket array has room for pow2(max) heads, but only as many are used
- * as flows are alive (at least MIN_BUCKETS): it doubles when the live flows
- * outnumber the buckets and halves at expiry when they are under an eighth,
- * splitting or joining chains in place. A lookup's bucket is then in a small,
- * warm array: 1,000 flows in 65,536 buckets touched a thousand cache lines
- * that had gone cold between two ring blocks. */
+ * An entry is two cache lines: what a lookup compares (key, hash, chain,
+ * state) and what a packet counts (per direction; the record's totals are
+ * their sums, made at emit). A packet reads its bucket and its entry's two
+ * lines; nlg_flow_add_batch() fetches those of a batch together.
+ *
+ * The bucket array has room for 2 pow2(max) heads, but only about twice as
+ * many are used as flows are alive (at least MIN_BUCKETS): it doubles when
+ * the live flows are more than half the buckets and halves at expiry when
+ * they are under a sixteenth, splitting or joining chains in place. A
+ * lookup's bucket is then in a small, warm array (1,000 flows in 65,536
+ * buckets touched a thousand cache lines that had gone cold between two ring
+ * blocks), and most often its flow is the chain's first. */
 #define NIL UINT32_MAX
-/* 2^30 entries of ~200 bytes is already 200 GiB: past it is a mistake. */
+/* 2^30 entries of 136 bytes is already 136 GiB: past it is a mistake. */
 #define MAX_FLOWS (1u << 30)
 #define MIN_BUCKETS 64u
 
@@ -34,7 +43,7 @@ enum { L_FREE = 0, L_OPEN, L_CLOSING };
 
 /* Both endpoints in a canonical order (a <= b by address, then port), so
  * the two directions of a flow find the same key. 48 bytes, no padding left
- * uninitialised: compared and hashed as six words. */
+ * uninitialised: compared whole; hashed as it is made (key_make). */
 struct fkey {
 	uint8_t a[16], b[16];
 	uint16_t pa, pb;
@@ -43,20 +52,30 @@ struct fkey {
 	uint8_t kind; /* NLG_FLOW_HAS_PORTS | NLG_FLOW_HAS_VLAN */
 	uint8_t pad[7];
 };
-_Static_assert(sizeof(struct fkey) == 48, "fkey is hashed as six words");
+_Static_assert(sizeof(struct fkey) == 48, "fkey is six words");
 
 struct fent {
+	/* what a lookup reads */
 	struct fkey k;
-	uint64_t hash;	     /* of k: its low bits pick the bucket; compared before k */
-	uint32_t hnext;	     /* bucket chain */
+	uint32_t hash;		      /* k's hash (low half): picks the bucket; compared before k */
+	uint32_t hnext;		      /* bucket chain */
+	uint8_t list;		      /* L_FREE, L_OPEN, L_CLOSING */
+	uint8_t first_b;	      /* the first sender is the key's b side */
+	uint8_t fin;		      /* FIN seen: bit 0 from src, bit 1 from dst */
+	uint8_t reason;		      /* closing: NLG_FLOW_FIN or NLG_FLOW_RST */
+	uint8_t fwd_flags, rev_flags; /* TCP flags sent by src, by dst */
+	uint8_t pad[2];
+	/* what a packet counts: the record's since it began (fwd: from src) */
+	uint64_t fwd_packets, fwd_bytes, rev_packets, rev_bytes;
+	uint64_t first_ns, last_ns;
+	uint64_t seq;	  /* touch order: each list is sorted by it */
+	uint32_t ifindex; /* of the record's first packet */
+	uint32_t gen;	  /* bumped when the flow ends: fragment slots check it */
+} __attribute__((aligned(64)));
+_Static_assert(sizeof(struct fent) == 128, "an entry is two cache lines");
+
+struct flink {
 	uint32_t prev, next; /* list (next: the free stack too) */
-	uint32_t gen;	     /* bumped when the flow ends: fragment slots check it */
-	uint8_t list;	     /* L_FREE, L_OPEN, L_CLOSING */
-	uint8_t first_b;     /* the first sender is the key's b side */
-	uint8_t fin;	     /* FIN seen: bit 0 from src, bit 1 from dst */
-	uint8_t reason;	     /* closing: NLG_FLOW_FIN or NLG_FLOW_RST */
-	uint64_t seq;	     /* touch order: each list is sorted by it */
-	struct nlg_flow rec; /* the record being built */
 };
 
 /* A first fragment's datagram → its flow, so that later fragments (no
@@ -82,6 +101,7 @@ struct nlg_flow_table {
 	/* bucket has room for nbmax heads; the first bmask + 1 are in use */
 	uint32_t *bucket, bmask, nbmax;
 	struct fent *ent;
+	struct flink *link;
 	uint32_t nused; /* entries handed out at least once: the rest are untouched */
 	uint32_t free;	/* stack of ended entries, through next */
 	struct flist open, closing;
@@ -136,26 +156,26 @@ static inline int due(uint64_t last, uint64_t after, uint64_t now)
 
 static void list_del(struct nlg_flow_table *t, struct flist *l, uint32_t i)
 {
-	struct fent *e = &t->ent[i];
+	struct flink *e = &t->link[i];
 
 	if (e->prev != NIL)
-		t->ent[e->prev].next = e->next;
+		t->link[e->prev].next = e->next;
 	else
 		l->head = e->next;
 	if (e->next != NIL)
-		t->ent[e->next].prev = e->prev;
+		t->link[e->next].prev = e->prev;
 	else
 		l->tail = e->prev;
 }
 
 static void list_add_tail(struct nlg_flow_table *t, struct flist *l, uint32_t i)
 {
-	struct fent *e = &t->ent[i];
+	struct flink *e = &t->link[i];
 
 	e->next = NIL;
 	e->prev = l->tail;
 	if (l->tail != NIL)
-		t->ent[l->tail].next = i;
+		t->link[l->tail].next = i;
 	else
 		l->head = i;
 	l->tail = i;
@@ -181,32 +201,102 @@ static void touch(struct nlg_flow_table *t, uint32_t i)
 
 /* ---- flows ------------------------------------------------------------------ */
 
-/* 1 if the packet's source is the key's b side. */
-static int key_make(struct fkey *k, const struct nlg_pkt *p, int ports)
+/* memcmp(x, y, 4 or 16) < 0, = 0, > 0 as -1, 0, 1: addresses compared as
+ * big-endian words, without a call per packet. */
+static inline int addr_cmp(const uint8_t *x, const uint8_t *y, int v4)
 {
-	size_t alen = p->family == AF_INET ? 4 : 16;
-	uint16_t sp = ports ? p->sport : 0, dp = ports ? p->dport : 0;
-	int c, swap;
+	uint64_t a, b;
 
-	memset(k, 0, sizeof(*k));
+	if (v4) {
+		uint32_t a4, b4;
+		memcpy(&a4, x, 4);
+		memcpy(&b4, y, 4);
+		a4 = be32toh(a4);
+		b4 = be32toh(b4);
+		return (a4 > b4) - (a4 < b4);
+	}
+	memcpy(&a, x, 8);
+	memcpy(&b, y, 8);
+	if (a == b) {
+		memcpy(&a, x + 8, 8);
+		memcpy(&b, y + 8, 8);
+	}
+	a = be64toh(a);
+	b = be64toh(b);
+	return (a > b) - (a < b);
+}
+
+/* p's key and its hash (*h); 1 if the packet's source is the key's b side.
+ * The words are hashed as they are made, not read back from the key (a
+ * read of a word just written in parts would wait for the writes); an IPv4
+ * key's two addresses are one word. */
+static int key_make(const struct nlg_flow_table *t, struct fkey *k, const struct nlg_pkt *p,
+		    int ports, uint32_t *h)
+{
+	uint64_t s0 = 0, s1 = 0, d0 = 0, d1 = 0, x, y, a0, a1, b0, b1, w, hh;
+	uint32_t s4 = 0, d4 = 0;
+	uint16_t sp = ports ? p->sport : 0, dp = ports ? p->dport : 0, pa, pb, vlan = 0;
+	uint8_t kind = ports ? NLG_FLOW_HAS_PORTS : 0;
+	int v4 = p->family == AF_INET, swap;
+
+	if (v4) {
+		memcpy(&s4, p->src.bytes, 4);
+		memcpy(&d4, p->dst.bytes, 4);
+		memcpy(&s0, &s4, 4); /* the address's bytes first, as memcpy would */
+		memcpy(&d0, &d4, 4);
+		x = be32toh(s4);
+		y = be32toh(d4);
+	} else {
+		memcpy(&s0, p->src.bytes, 8);
+		memcpy(&s1, p->src.bytes + 8, 8);
+		memcpy(&d0, p->dst.bytes, 8);
+		memcpy(&d1, p->dst.bytes + 8, 8);
+		x = be64toh(s0);
+		y = be64toh(d0);
+		if (x == y) {
+			x = be64toh(s1);
+			y = be64toh(d1);
+		}
+	}
+	if (p->present & NLG_PKT_HAS_VLAN) {
+		kind |= NLG_FLOW_HAS_VLAN;
+		vlan = p->vlan;
+	}
+	swap = x > y || (x == y && sp > dp);
+	a0 = swap ? d0 : s0;
+	a1 = swap ? d1 : s1;
+	b0 = swap ? s0 : d0;
+	b1 = swap ? s1 : d1;
+	pa = swap ? dp : sp;
+	pb = swap ? sp : dp;
+	memcpy(k->a, &a0, 8);
+	memcpy(k->a + 8, &a1, 8);
+	memcpy(k->b, &b0, 8);
+	memcpy(k->b + 8, &b1, 8);
+	k->pa = pa;
+	k->pb = pb;
+	k->vlan = vlan;
 	k->family = p->family;
 	k->proto = p->proto;
-	if (ports)
-		k->kind |= NLG_FLOW_HAS_PORTS;
-	if (p->present & NLG_PKT_HAS_VLAN) {
-		k->kind |= NLG_FLOW_HAS_VLAN;
-		k->vlan = p->vlan;
+	k->kind = kind;
+	memset(k->pad, 0, sizeof(k->pad));
+	/* a VLAN id is 12 bits: kind above it */
+	w = (uint64_t)pa | (uint64_t)pb << 16 | (uint64_t)(vlan | kind << 12) << 32 |
+	    (uint64_t)p->family << 48 | (uint64_t)p->proto << 56;
+	if (v4) {
+		hh = mix(t->seed, swap ? (uint64_t)d4 | (uint64_t)s4 << 32
+				       : (uint64_t)s4 | (uint64_t)d4 << 32);
+	} else {
+		hh = mix(t->seed, a0);
+		hh = mix(hh, a1);
+		hh = mix(hh, b0);
+		hh = mix(hh, b1);
 	}
-	c = memcmp(p->src.bytes, p->dst.bytes, alen);
-	swap = c > 0 || (c == 0 && sp > dp);
-	memcpy(k->a, swap ? p->dst.bytes : p->src.bytes, alen);
-	memcpy(k->b, swap ? p->src.bytes : p->dst.bytes, alen);
-	k->pa = swap ? dp : sp;
-	k->pb = swap ? sp : dp;
+	*h = (uint32_t)fin64(mix(hh, w));
 	return swap;
 }
 
-static uint32_t lookup(const struct nlg_flow_table *t, const struct fkey *k, uint64_t h)
+static uint32_t lookup(const struct nlg_flow_table *t, const struct fkey *k, uint32_t h)
 {
 	for (uint32_t i = t->bucket[h & t->bmask]; i != NIL; i = t->ent[i].hnext) {
 		const struct fent *e = &t->ent[i];
@@ -216,10 +306,19 @@ static uint32_t lookup(const struct nlg_flow_table *t, const struct fkey *k, uin
 	return NIL;
 }
 
-/* A fresh record for the entry's key and direction, begun by p. */
+/* A fresh record for the entry, begun by p. */
 static void rec_begin(struct nlg_flow_table *t, struct fent *e, const struct nlg_pkt *p)
 {
-	struct nlg_flow *f = &e->rec;
+	e->fwd_packets = e->fwd_bytes = e->rev_packets = e->rev_bytes = 0;
+	e->fwd_flags = e->rev_flags = 0;
+	e->first_ns = e->last_ns = p->time_ns;
+	e->ifindex = p->ifindex;
+	t->st.created++;
+}
+
+/* The entry's record, src being the side that sent its first packet. */
+static void rec_make(const struct nlg_flow_table *t, const struct fent *e, struct nlg_flow *f)
+{
 	const struct fkey *k = &e->k;
 	size_t alen = k->family == AF_INET ? 4 : 16;
 
@@ -235,19 +334,32 @@ static void rec_begin(struct nlg_flow_table *t, struct fent *e, const struct nlg
 		f->sport = e->first_b ? k->pb : k->pa;
 		f->dport = e->first_b ? k->pa : k->pb;
 	}
-	f->first_ns = f->last_ns = p->time_ns;
-	f->ifindex = p->ifindex;
+	f->fwd_packets = e->fwd_packets;
+	f->fwd_bytes = e->fwd_bytes;
+	f->rev_packets = e->rev_packets;
+	f->rev_bytes = e->rev_bytes;
+	f->packets = e->fwd_packets + e->rev_packets;
+	f->bytes = e->fwd_bytes + e->rev_bytes;
+	f->fwd_tcp_flags = e->fwd_flags;
+	f->rev_tcp_flags = e->rev_flags;
+	f->tcp_flags = e->fwd_flags | e->rev_flags;
+	f->first_ns = e->first_ns;
+	f->last_ns = e->last_ns;
+	f->ifindex = e->ifindex;
 	f->worker = t->c.worker;
-	t->st.created++;
 }
 
 static void emit_rec(struct nlg_flow_table *t, struct fent *e, uint8_t reason,
 		     nlg_flow_emit_fn *emit, void *data)
 {
-	e->rec.end_reason = reason;
+	struct nlg_flow f;
+
 	t->st.emitted++;
-	if (emit)
-		emit(data, &e->rec);
+	if (!emit)
+		return;
+	rec_make(t, e, &f);
+	f.end_reason = reason;
+	emit(data, &f);
 }
 
 /* Emit the flow and give its entry back. */
@@ -265,7 +377,7 @@ static void flow_end(struct nlg_flow_table *t, uint32_t i, uint8_t reason, nlg_f
 	list_del(t, list_of(t, e), i);
 	e->list = L_FREE;
 	e->gen++;
-	e->next = t->free;
+	t->link[i].next = t->free;
 	t->free = i;
 	t->st.live--;
 }
@@ -289,9 +401,9 @@ static void evict_one(struct nlg_flow_table *t, uint64_t now, nlg_flow_emit_fn *
 	uint32_t i = oldest(t);
 	struct fent *e = &t->ent[i];
 
-	if (e->list == L_CLOSING && due(e->rec.last_ns, t->close_ns, now)) {
+	if (e->list == L_CLOSING && due(e->last_ns, t->close_ns, now)) {
 		flow_end(t, i, e->reason, emit, data);
-	} else if (e->list == L_OPEN && due(e->rec.last_ns, t->c.idle_ns, now)) {
+	} else if (e->list == L_OPEN && due(e->last_ns, t->c.idle_ns, now)) {
 		flow_end(t, i, NLG_FLOW_IDLE, emit, data);
 	} else {
 		t->st.evicted++;
@@ -334,7 +446,7 @@ static void buckets_shrink(struct nlg_flow_table *t)
 	t->bmask = n - 1;
 }
 
-static uint32_t flow_new(struct nlg_flow_table *t, const struct fkey *k, uint64_t h, int swap,
+static uint32_t flow_new(struct nlg_flow_table *t, const struct fkey *k, uint32_t h, int swap,
 			 const struct nlg_pkt *p, nlg_flow_emit_fn *emit, void *data)
 {
 	uint32_t i, *b;
@@ -344,9 +456,10 @@ static uint32_t flow_new(struct nlg_flow_table *t, const struct fkey *k, uint64_
 		evict_one(t, p->time_ns, emit, data);
 	if (t->free != NIL) {
 		i = t->free;
-		t->free = t->ent[i].next;
+		t->free = t->link[i].next;
 	} else {
 		i = t->nused++;
+		t->ent[i].gen = 0;
 	}
 	e = &t->ent[i];
 	e->k = *k;
@@ -361,7 +474,7 @@ static uint32_t flow_new(struct nlg_flow_table *t, const struct fkey *k, uint64_
 	e->seq = ++t->seq;
 	list_add_tail(t, &t->open, i);
 	rec_begin(t, e, p);
-	if (++t->st.live > t->bmask + 1 && t->bmask + 1 < t->nbmax)
+	if (++t->st.live > (t->bmask + 1) / 2 && t->bmask + 1 < t->nbmax)
 		buckets_grow(t);
 	return i;
 }
@@ -370,27 +483,23 @@ static uint32_t flow_new(struct nlg_flow_table *t, const struct fkey *k, uint64_
 static void count(struct nlg_flow_table *t, uint32_t i, const struct nlg_pkt *p, int fwd)
 {
 	struct fent *e = &t->ent[i];
-	struct nlg_flow *f = &e->rec;
 
-	f->packets++;
-	f->bytes += p->wire_len;
 	if (fwd) {
-		f->fwd_packets++;
-		f->fwd_bytes += p->wire_len;
+		e->fwd_packets++;
+		e->fwd_bytes += p->wire_len;
 	} else {
-		f->rev_packets++;
-		f->rev_bytes += p->wire_len;
+		e->rev_packets++;
+		e->rev_bytes += p->wire_len;
 	}
 	/* a clock that stepped back makes no negative duration */
-	if (p->time_ns > f->last_ns)
-		f->last_ns = p->time_ns;
+	if (p->time_ns > e->last_ns)
+		e->last_ns = p->time_ns;
 	if (p->present & NLG_PKT_HAS_TCP) {
 		uint8_t fl = p->tcp_flags;
-		f->tcp_flags |= fl;
 		if (fwd)
-			f->fwd_tcp_flags |= fl;
+			e->fwd_flags |= fl;
 		else
-			f->rev_tcp_flags |= fl;
+			e->rev_flags |= fl;
 		if (fl & NLG_TCP_FIN)
 			e->fin |= fwd ? 1 : 2;
 		if (e->list == L_OPEN && ((fl & NLG_TCP_RST) || e->fin == 3)) {
@@ -471,16 +580,17 @@ struct nlg_flow_table *nlg_flow_create(const struct nlg_flow_conf *c)
 	t->c = *c;
 	t->close_ns = c->idle_ns < NLG_FLOW_LINGER_NS ? c->idle_ns : NLG_FLOW_LINGER_NS;
 	/* malloc: the heads past those in use are written when first used */
-	t->nbmax = pow2_at_least(c->max);
+	t->nbmax = 2 * pow2_at_least(c->max);
 	nb = t->nbmax < MIN_BUCKETS ? t->nbmax : MIN_BUCKETS;
 	t->bmask = nb - 1;
 	t->bucket = malloc((size_t)t->nbmax * sizeof(*t->bucket));
-	/* calloc: the pages of entries never used are never touched */
-	t->ent = calloc(c->max, sizeof(*t->ent));
+	/* not zeroed: the pages of entries never used are never touched */
+	t->ent = aligned_alloc(64, (size_t)c->max * sizeof(*t->ent));
+	t->link = malloc((size_t)c->max * sizeof(*t->link));
 	nf = pow2_at_least(c->max < 64 ? 64 : c->max > 4096 ? 4096 : c->max);
 	t->fmask = nf - 1;
 	t->frag = calloc(nf, sizeof(*t->frag));
-	if (!t->bucket || !t->ent || !t->frag)
+	if (!t->bucket || !t->ent || !t->link || !t->frag)
 		goto nomem;
 	memset(t->bucket, 0xff, (size_t)nb * sizeof(*t->bucket)); /* NIL */
 	t->free = NIL;
@@ -501,37 +611,17 @@ void nlg_flow_destroy(struct nlg_flow_table *t)
 		return;
 	free(t->bucket);
 	free(t->ent);
+	free(t->link);
 	free(t->frag);
 	free(t);
 }
 
-void nlg_flow_add(struct nlg_flow_table *t, const struct nlg_pkt *p, nlg_flow_emit_fn *emit,
-		  void *data)
+/* Count p, whose key k (hash h) is made, in its flow. */
+static void add_keyed(struct nlg_flow_table *t, const struct nlg_pkt *p, const struct fkey *k,
+		      uint32_t h, int swap, int ports, nlg_flow_emit_fn *emit, void *data)
 {
-	int ports = (p->present & NLG_PKT_HAS_PORTS) != 0, swap;
-	struct fkey k;
-	uint64_t h;
-	uint32_t i;
+	uint32_t i = lookup(t, k, h);
 
-	if (!(p->present & NLG_PKT_HAS_IP)) {
-		t->st.nonip++;
-		return;
-	}
-	if ((p->present & NLG_PKT_HAS_FRAG) && p->frag_offset) {
-		i = frag_find(t, p);
-		if (i != NIL) {
-			size_t alen = p->family == AF_INET ? 4 : 16;
-			t->st.frag_matched++;
-			count(t, i, p, !memcmp(p->src.bytes, t->ent[i].rec.src.bytes, alen));
-			return;
-		}
-		/* its first fragment was not seen: a flow of the two addresses */
-		t->st.frag_orphans++;
-		ports = 0;
-	}
-	swap = key_make(&k, p, ports);
-	h = words_hash(t->seed, &k, sizeof(k) / 8);
-	i = lookup(t, &k, h);
 	if (i != NIL) {
 		struct fent *e = &t->ent[i];
 		if (e->list == L_CLOSING) {
@@ -541,7 +631,7 @@ void nlg_flow_add(struct nlg_flow_table *t, const struct nlg_pkt *p, nlg_flow_em
 				flow_end(t, i, e->reason, emit, data);
 				i = NIL;
 			}
-		} else if (t->c.active_ns && e->rec.last_ns - e->rec.first_ns >= t->c.active_ns) {
+		} else if (t->c.active_ns && e->last_ns - e->first_ns >= t->c.active_ns) {
 			/* long-lived: report what it did so far and go on counting
 			 * (a closing flow is not split: it ends within the linger) */
 			emit_rec(t, e, NLG_FLOW_ACTIVE, emit, data);
@@ -549,18 +639,115 @@ void nlg_flow_add(struct nlg_flow_table *t, const struct nlg_pkt *p, nlg_flow_em
 		}
 	}
 	if (i == NIL)
-		i = flow_new(t, &k, h, swap, p, emit, data);
+		i = flow_new(t, k, h, swap, p, emit, data);
 	count(t, i, p, swap == t->ent[i].first_b);
 	if ((p->present & NLG_PKT_HAS_FRAG) && !p->frag_offset && p->frag_more && ports)
 		frag_note(t, p, i);
+}
+
+/* A later fragment (no ports), or a packet without IP: 1 if it was dealt
+ * with; else 0, and *ports says whether its key has them. */
+static int add_special(struct nlg_flow_table *t, const struct nlg_pkt *p, int *ports)
+{
+	uint32_t i;
+
+	*ports = (p->present & NLG_PKT_HAS_PORTS) != 0;
+	if (!(p->present & NLG_PKT_HAS_IP)) {
+		t->st.nonip++;
+		return 1;
+	}
+	if ((p->present & NLG_PKT_HAS_FRAG) && p->frag_offset) {
+		i = frag_find(t, p);
+		if (i != NIL) {
+			const struct fent *e = &t->ent[i];
+			int v4 = p->family == AF_INET;
+			t->st.frag_matched++;
+			count(t, i, p, !addr_cmp(p->src.bytes, e->first_b ? e->k.b : e->k.a, v4));
+			return 1;
+		}
+		/* its first fragment was not seen: a flow of the two addresses */
+		t->st.frag_orphans++;
+		*ports = 0;
+	}
+	return 0;
+}
+
+static inline int plain(const struct nlg_pkt *p)
+{
+	return (p->present & NLG_PKT_HAS_IP) && !((p->present & NLG_PKT_HAS_FRAG) && p->frag_offset);
+}
+
+void nlg_flow_add(struct nlg_flow_table *t, const struct nlg_pkt *p, nlg_flow_emit_fn *emit,
+		  void *data)
+{
+	struct fkey k;
+	uint32_t h;
+	int ports, swap;
+
+	if (add_special(t, p, &ports))
+		return;
+	swap = key_make(t, &k, p, ports, &h);
+	add_keyed(t, p, &k, h, swap, ports, emit, data);
+}
+
+/* A pipeline of three stages over the batch: packet j's key is made and its
+ * bucket asked for, packet j - AHEAD's bucket is read and its first entry
+ * asked for, and packet j - 2 * AHEAD is counted as nlg_flow_add would, in
+ * order. The memory reads of a few packets overlap instead of waiting one
+ * after the other. What is asked for early is only a hint: a flow begun or
+ * ended meanwhile is found (or not) when the packet is counted. */
+#define AHEAD 4
+#define INFLIGHT 16 /* > 2 * AHEAD: the keys made and not yet counted */
+
+struct pending {
+	struct fkey k;
+	uint32_t h;
+	int8_t swap; /* -1: not plain, nlg_flow_add's way */
+};
+
+void nlg_flow_add_batch(struct nlg_flow_table *t, const struct nlg_pkt *p, size_t n,
+			nlg_flow_emit_fn *emit, void *data)
+{
+	struct pending q[INFLIGHT];
+
+	_Static_assert(INFLIGHT > 2 * AHEAD, "the pipeline's keys fit");
+	for (size_t j = 0; j < n + 2 * AHEAD; j++) {
+		if (j < n) {
+			struct pending *a = &q[j % INFLIGHT];
+			if (plain(&p[j])) {
+				a->swap = (int8_t)key_make(t, &a->k, &p[j],
+							   (p[j].present & NLG_PKT_HAS_PORTS) != 0, &a->h);
+				__builtin_prefetch(&t->bucket[a->h & t->bmask]);
+			} else {
+				a->swap = -1;
+			}
+		}
+		if (j >= AHEAD && j - AHEAD < n) {
+			const struct pending *b = &q[(j - AHEAD) % INFLIGHT];
+			uint32_t i;
+			if (b->swap >= 0 && (i = t->bucket[b->h & t->bmask]) != NIL) {
+				__builtin_prefetch(&t->ent[i]);
+				__builtin_prefetch((const char *)&t->ent[i] + 64);
+			}
+		}
+		if (j >= 2 * AHEAD) {
+			size_t c = j - 2 * AHEAD;
+			const struct pending *d = &q[c % INFLIGHT];
+			if (d->swap < 0)
+				nlg_flow_add(t, &p[c], emit, data);
+			else
+				add_keyed(t, &p[c], &d->k, d->h, d->swap,
+					  (p[c].present & NLG_PKT_HAS_PORTS) != 0, emit, data);
+		}
+	}
 }
 
 void nlg_flow_expire(struct nlg_flow_table *t, uint64_t now_ns, nlg_flow_emit_fn *emit, void *data)
 {
 	for (;;) {
 		uint32_t a = t->open.head, b = t->closing.head, i;
-		int da = a != NIL && due(t->ent[a].rec.last_ns, t->c.idle_ns, now_ns);
-		int db = b != NIL && due(t->ent[b].rec.last_ns, t->close_ns, now_ns);
+		int da = a != NIL && due(t->ent[a].last_ns, t->c.idle_ns, now_ns);
+		int db = b != NIL && due(t->ent[b].last_ns, t->close_ns, now_ns);
 
 		if (da && db)
 			i = t->ent[a].seq < t->ent[b].seq ? a : b;
@@ -572,7 +759,7 @@ void nlg_flow_expire(struct nlg_flow_table *t, uint64_t now_ns, nlg_flow_emit_fn
 			break;
 		flow_end(t, i, i == a ? NLG_FLOW_IDLE : t->ent[i].reason, emit, data);
 	}
-	while (t->bmask + 1 > MIN_BUCKETS && t->st.live < (t->bmask + 1) / 8)
+	while (t->bmask + 1 > MIN_BUCKETS && t->st.live < (t->bmask + 1) / 16)
 		buckets_shrink(t);
 }
 

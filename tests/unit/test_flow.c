@@ -420,7 +420,7 @@ static void buckets_follow_the_live_flows(void **state)
 	char a[32];
 	(void)state;
 
-	/* 20,000 flows, twice each: grown from the first buckets to 32,768 */
+	/* 20,000 flows, twice each: grown from the first buckets to 65,536 */
 	for (unsigned pass = 0; pass < 2; pass++)
 		for (unsigned i = 0; i < 20000; i++) {
 			snprintf(a, sizeof(a), "10.%u.%u.1", i / 250, i % 250);
