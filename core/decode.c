@@ -218,13 +218,17 @@ void nlg_pkt_decode(struct nlg_pkt *p, enum nlg_link link, const uint8_t *data, 
 		    const struct nlg_pkt_meta *meta)
 {
 	static const struct nlg_pkt_meta none;
+	/* copied rather than memset: seven stores, where gcc made the memset
+	 * of 112 bytes a `rep stos` costing more than the rest of an IPv4/UDP
+	 * decode */
+	static const struct nlg_pkt zero;
 	size_t off = 0;
 	unsigned ntag = 0;
 	uint16_t et;
 
 	if (!meta)
 		meta = &none;
-	memset(p, 0, sizeof(*p));
+	*p = zero;
 	p->time_ns = meta->time_ns;
 	p->ifindex = meta->ifindex;
 	p->cap_len = caplen > UINT32_MAX ? UINT32_MAX : (uint32_t)caplen;
