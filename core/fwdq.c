@@ -286,9 +286,11 @@ static int announce(struct nlg_fwdq *q)
 
 int nlg_fwdq_announce(struct nlg_fwdq *q)
 {
+	int rc;
+
 	if (!q->missed || !fits(q, gap_cost(q), 1))
 		return 0;
-	return announce(q) > 0;
+	return (rc = announce(q)) < 0 ? 0 : rc;
 }
 
 int nlg_fwdq_push(struct nlg_fwdq *q, const char *tag, size_t taglen, uint64_t time_ns,

@@ -240,6 +240,7 @@ struct nlg_schema nlg_forward_stats_schema = {
 static void link_start(struct fwd *f);
 static void fwd_stats(void *st, void *out);
 static int do_write(struct fwd *f);
+static void after_push(struct fwd *f, int rc);
 static int64_t link_timer(struct nlg_loop *loop, int64_t id, void *data);
 
 static void link_disarm(struct fwd *f)
@@ -410,12 +411,11 @@ static int do_write(struct fwd *f)
 	if (nlg_fwdq_unwritten(f->q) && !f->blocked_ms)
 		f->blocked_ms = nlg_now_ms();
 	set_out(f, nlg_fwdq_unwritten(f->q));
-	/* Without acks a write frees room: a pending gap can go now (and is
-	 * written with the next message). */
-	if (progress && !f->cf->ack)
-		nlg_fwdq_announce(f->q);
 	up_arm(f);
-	return 0;
+	/* Without acks a write frees room: a pending gap can go now. */
+	if (progress && !f->cf->ack && nlg_fwdq_missed(f->q))
+		after_push(f, nlg_fwdq_announce(f->q));
+	return f->fd >= 0 ? 0 : -1;
 }
 
 /* ---- batches ---- */
@@ -561,8 +561,8 @@ static int parse_replies(struct fwd *f)
 	f->rlen -= off;
 	/* Acks freed room: a pending gap can go now. */
 	if (nlg_fwdq_stats(f->q)->chunks_acked != acked)
-		after_push(f, nlg_fwdq_announce(f->q) ? NLG_FWDQ_CLOSED : 0);
-	return 0;
+		after_push(f, nlg_fwdq_announce(f->q));
+	return f->fd >= 0 ? 0 : -1; /* a write it made may have failed */
 }
 
 static const char *eof_what(enum phase p)

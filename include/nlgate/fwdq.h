@@ -52,7 +52,8 @@ enum { NLG_FWDQ_TAKEN = 1, NLG_FWDQ_CLOSED = 2 };
 int nlg_fwdq_push(struct nlg_fwdq *q, const char *tag, size_t taglen, uint64_t time_ns,
 		  const uint8_t *body, size_t len);
 /* Queue the gap record now if records were missed and it fits (after acks
- * or writes freed room, and before letting go): 1 queued, 0 not. */
+ * or writes freed room, and before letting go): 0 if not, else bits as
+ * push's (the gap's tag closes a batch of another tag). */
 int nlg_fwdq_announce(struct nlg_fwdq *q);
 /* Close the open batch into a message: 1 if there was one. */
 int nlg_fwdq_close(struct nlg_fwdq *q);

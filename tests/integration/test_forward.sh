@@ -157,6 +157,20 @@ missed=$(echo "$sum" | sed -n 's/.* missed=\([0-9]*\) .*/\1/p')
 [ $(($(stat_of full queued) + missed)) = $N ] || nlg_fail "full queue: queued + dropped is not $N"
 kill "$RPID"
 
+# ... and without acks (the gap goes in once writes make room)
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sender fullnoack N=$N BURST=500 PAD=100 END=drained NLGT_FWD="{port=$PORT, ack=false, queue='64k', retry_min='300ms', retry_max='300ms', size=100}"
+sleep 0.6
+nlg_spawn RPID "$PY" "$D/receiver.py" --port "$PORT" --out "$NLG_TMP/fullnoack.out"
+finish fullnoack 30
+sleep 0.3 # written is not yet read
+sum=$(check fullnoack $N seq) || nlg_fail "full queue without acks: $sum"
+nlg_log "full queue, no acks: receiver: $sum"
+missed=$(echo "$sum" | sed -n 's/.* missed=\([0-9]*\) .*/\1/p')
+[ "$missed" -gt 0 ] && [ "$(stat_of fullnoack dropped)" = "$missed" ] ||
+	nlg_fail "full queue without acks: dropped $(stat_of fullnoack dropped), announced $missed"
+kill "$RPID"
+
 # ---- 7. a receiver that stops (SIGSTOP): noticed by the ack timeout, then resumes ----
 N=3000
 receiver stopped
