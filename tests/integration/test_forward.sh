@@ -5,7 +5,8 @@
 # the stream (twice) and comes back — every record at least once, in order
 # per connection, the ack-tracked count exact, resends counted; the exit
 # drain waits for acks; a wrong key (refused, and a server whose PONG digest
-# is wrong) is one clear error and the state says "handshake failed"; a
+# is wrong, a wrong password) is one clear error and the state says
+# "handshake failed", a user with the right password gets in; a
 # receiver that is not there yet, closes at once or talks garbage: counted
 # retries, no crash, everything delivered after; missing acks resent after
 # the ack timeout; a full queue drops whole records and announces them; a
@@ -107,6 +108,19 @@ sender nokey N=100 END=hold NLGT_FWD="{port=$PORT, retry_min='50ms', retry_max='
 nlg_wait_for 10 "'wants a shared key'" grep -q "the server wants a shared key (it sent HELO); set shared_key" "$NLG_TMP/nokey.log"
 kill -TERM "$SPID"
 finish nokey 10
+kill "$RPID"
+
+# ... and a server that asks for a user: the right password gets in, a wrong one not
+receiver user --key k --user bob:pw
+sender user N=500 NLGT_FWD="{port=$PORT, shared_key='k', username='bob', password='pw'}"
+finish user 20
+sum=$(check user 500 seq) || nlg_fail "user: $sum"
+kill "$RPID"
+receiver baduser --key k --user bob:pw
+sender baduser N=100 END=hold NLGT_FWD="{port=$PORT, shared_key='k', username='bob', password='wrong', retry_min='50ms', retry_max='100ms'}"
+nlg_wait_for 10 "a refused password" grep -q "refused us: username/password mismatch" "$NLG_TMP/baduser.log"
+kill -TERM "$SPID"
+finish baduser 10
 kill "$RPID"
 
 # ---- 4. not there yet, then closing at once, then garbage: retries, then all --------
