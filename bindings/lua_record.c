@@ -142,23 +142,90 @@ static const luaL_Reg view_methods[] = {
     {NULL, NULL},
 };
 
+/* The view's second user value: a table keeping what its memos point at
+ * (slots 1..NLG_VIEW_KEYS: names; then the address texts). Pushed. */
+static void push_anchors(lua_State *L, int view)
+{
+	if (lua_getiuservalue(L, view, 2) == LUA_TTABLE)
+		return;
+	lua_pop(L, 1);
+	lua_createtable(L, NLG_VIEW_KEYS + NLG_VIEW_ADDRS, 0);
+	lua_pushvalue(L, -1);
+	lua_setiuservalue(L, view, 2);
+}
+
+/* Keep the value on top in anchor slot i (1-based), popping it. */
+static void anchor(lua_State *L, int view, int i)
+{
+	push_anchors(L, view);
+	lua_insert(L, -2);
+	lua_rawseti(L, -2, i);
+	lua_pop(L, 1);
+}
+
+/* Field fi of the view at index 1. An address's text is made once for as
+ * long as the field holds the same address (a packet's src, record after
+ * record): formatting and interning it was a third of a field read. */
+static void view_push(lua_State *L, struct nlg_view *v, int fi, const void *rec)
+{
+	const struct nlg_field *f = &v->s->fields[fi];
+	const struct nlg_addr *a = (const void *)((const char *)rec + f->offset);
+	unsigned j = (unsigned)fi % NLG_VIEW_ADDRS;
+	char text[INET6_ADDRSTRLEN];
+
+	if (f->type != NLG_T_ADDR || !nlg_field_present(v->s, f, rec) || !a->family) {
+		nlg_view_push_field(L, v->s, fi, rec);
+		return;
+	}
+	if (v->addr[j].field == fi + 1 && !memcmp(&v->addr[j].a, a, sizeof(*a))) {
+		push_anchors(L, 1);
+		lua_rawgeti(L, -1, NLG_VIEW_KEYS + 1 + (int)j);
+		return;
+	}
+	lua_pushlstring(L, text, nlg_addr_text(a, text));
+	lua_pushvalue(L, -1);
+	v->addr[j].field = 0; /* until the text is kept */
+	anchor(L, 1, NLG_VIEW_KEYS + 1 + (int)j);
+	v->addr[j].a = *a;
+	v->addr[j].field = fi + 1;
+}
+
 /* __index(view, key): upvalue 1 is the method table. Field lookups go through
- * the per-kind index table; an unknown name raises, so typos surface. */
+ * the per-kind index table; an unknown name raises, so typos surface. A name
+ * found is remembered by its string object: Lua interns short strings, so
+ * the next read of p.name passes the same object, and finds its field
+ * without the index table. */
 static int view_index(lua_State *L)
 {
 	struct nlg_view *v = lua_touserdata(L, 1);
-	const void *rec;
+	const void *rec, *k;
+	unsigned j;
 
 	/* luaL_checkudata's type check costs a registry lookup by name per
 	 * field read; a full userdata of our size with our magic is a view. */
 	if (!v || lua_rawlen(L, 1) < sizeof(*v) || v->magic != NLG_VIEW_MAGIC)
 		return luaL_typeerror(L, 1, VIEW_MT);
 	rec = view_rec(L, v);
+	k = lua_type(L, 2) == LUA_TSTRING ? lua_topointer(L, 2) : NULL;
+	for (j = 0; k && j < NLG_VIEW_KEYS; j++)
+		if (v->key[j] == k) {
+			view_push(L, v, v->field[j], rec);
+			return 1;
+		}
 
 	lua_getiuservalue(L, 1, 1); /* the kind's index, set when the view was made */
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, -2) == LUA_TNUMBER) {
-		nlg_view_push_field(L, v->s, (int)lua_tointeger(L, -1), rec);
+		int fi = (int)lua_tointeger(L, -1);
+		if (k) {
+			j = v->next_key++ % NLG_VIEW_KEYS; /* the oldest goes */
+			lua_pushvalue(L, 2);
+			v->key[j] = NULL; /* until the name is kept */
+			anchor(L, 1, (int)j + 1);
+			v->key[j] = k;
+			v->field[j] = (uint16_t)fi;
+		}
+		view_push(L, v, fi, rec);
 		return 1;
 	}
 	lua_pushvalue(L, 2);
@@ -194,7 +261,7 @@ static int view_tostring(lua_State *L)
  * a user-value fetch and one raw lookup, with no search for the kind. */
 static struct nlg_view *view_alloc(lua_State *L, const struct nlg_schema *s, size_t extra)
 {
-	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 1);
+	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 2);
 
 	*v = (struct nlg_view){.magic = NLG_VIEW_MAGIC, .s = s};
 	luaL_setmetatable(L, VIEW_MT);
