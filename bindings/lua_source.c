@@ -135,6 +135,62 @@ static int deliver(struct lua_src *ls, const void *rec)
 	return ls->closing ? NLG_CB_STOP : NLG_CB_OK;
 }
 
+/* A run of records for the :each handler alone (no filter): what deliver()
+ * and nlg_gw_call do per record (the counts, the budget's enter and leave,
+ * a protected call with a traceback on error), with the traceback handler
+ * and the view pushed once for the run instead of once per record.
+ * Returns the index of the first record not taken: n, or where deliver()
+ * must go on (a filter was set, the handler was dropped, or closing). */
+static size_t each_run(struct lua_src *ls, const void *recs, size_t n)
+{
+	lua_State *L = ls->gw->L;
+	struct nlg_gw *gw = ls->gw;
+	size_t size = ls->schema->rec_size, i;
+	int msgh;
+
+	lua_pushcfunction(L, nlg_gw_traceback);
+	msgh = lua_gettop(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+	for (i = 0; i < n; i++) {
+		const void *rec = (const char *)recs + i * size;
+		int rc = 0;
+		if (ls->closing || ls->each_ref == LUA_NOREF || ls->filter_ref != LUA_NOREF)
+			break;
+		ls->delivered++;
+		if (ls->batch_ref != LUA_NOREF && nlg_recs_push(&ls->recs, rec) < 0)
+			ls->batch_dropped++;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
+		lua_pushvalue(L, msgh + 1);
+		ls->view->rec = rec;
+		gw->calls++;
+		nlg_gw_enter(gw, ls->what_each);
+		switch (lua_pcall(L, 1, 0, msgh)) {
+		case LUA_OK:
+			break;
+		case LUA_ERRMEM:
+			gw->errors++;
+			gw->oom++;
+			nlg_gw_log("error in %s handler: not enough memory (the script's limit)",
+				   ls->what_each);
+			lua_pop(L, 1);
+			rc = -1;
+			break;
+		default:
+			gw->errors++;
+			nlg_gw_log("error in %s handler: %s", ls->what_each, lua_tostring(L, -1));
+			lua_pop(L, 1);
+			rc = -1;
+		}
+		nlg_gw_leave(gw, L);
+		if (rc < 0)
+			ls->handler_errors++;
+		nlg_gw_outcome(gw, L, rc, &ls->each_fails, &ls->each_ref, ls->what_each);
+		ls->view->rec = NULL;
+	}
+	lua_pop(L, 2);
+	return i;
+}
+
 static int sink_record(void *data, const void *rec)
 {
 	struct lua_src *ls = data;
@@ -204,7 +260,10 @@ static int sink_records(void *data, const void *recs, size_t n)
 		ls->delivered += n;
 		call_batch(ls, recs, n);
 	} else {
-		for (size_t i = 0; i < n && rc == NLG_CB_OK; i++)
+		size_t i = 0;
+		if (ls->filter_ref == LUA_NOREF && ls->each_ref != LUA_NOREF)
+			i = each_run(ls, recs, n);
+		for (; i < n && rc == NLG_CB_OK && !ls->closing; i++)
 			rc = deliver(ls, (const char *)recs + i * size);
 	}
 	leave(ls);

@@ -117,6 +117,71 @@ describe("gw.packets on a pcap file", function()
     src:close()
   end)
 
+  it("runs :each over a run of records: raises counted, a disabled handler, a close", function()
+    -- 150 UDP packets (the worker hands them over in runs): a pcap made here
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(string.pack("<I4I2I2i4I4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    for i = 1, 150 do
+      local udp = string.pack(">I2I2I2I2", 10000 + i, 9, 8, 0)
+      local ip = string.pack(">BBI2I2I2BBI2", 0x45, 0, 28, i, 0, 64, 17, 0) ..
+        string.char(10, 0, 0, 1, 10, 0, 0, 2)
+      local frame = string.rep("\2", 6) .. string.rep("\4", 6) .. "\8\0" .. ip .. udp
+      f:write(string.pack("<I4I4I4I4", 1700000000, i, #frame, #frame), frame)
+    end
+    f:close()
+
+    -- every third record raises: the others are all handled, in order
+    local n, order = 0, {}
+    local src = gw.packets { file = path }
+    src:each(function(p)
+      n = n + 1
+      if n % 3 == 0 then error("deliberate failure, record " .. n) end
+      order[#order + 1] = p.sport - 10000
+    end)
+    assert.is_true(run_until(function() return src:stats().ended end))
+    local st = src:stats()
+    assert.equal(150, n)
+    assert.equal(150, st.delivered)
+    assert.equal(50, st.handler_errors)
+    assert.equal(100, #order)
+    for i = 2, #order do assert.is_true(order[i] > order[i - 1]) end
+    src:close()
+
+    -- one that always raises is disabled after 100 in a row; the rest are
+    -- still delivered (to no handler), and a :batch handler sees them all
+    n = 0
+    local batched = 0
+    src = gw.packets { file = path }
+    src:each(function() n = n + 1; error("always") end)
+    src:batch(function(b) batched = batched + #b end)
+    assert.is_true(run_until(function() return src:stats().ended and batched == 150 end))
+    st = src:stats()
+    assert.equal(100, n)
+    assert.equal(100, st.handler_errors)
+    assert.equal(150, st.delivered)
+    src:close()
+
+    -- a handler that closes its source: no record after that one
+    n = 0
+    src = gw.packets { file = path }
+    src:each(function() n = n + 1; if n == 5 then src:close() end end)
+    run_until(function() return not src:stats().open end)
+    gw.run("100ms")
+    assert.equal(5, n)
+
+    -- a handler replaced from inside itself: the new one takes the next record
+    local a, b = 0, 0
+    src = gw.packets { file = path }
+    local function second() b = b + 1 end
+    src:each(function() a = a + 1; if a == 7 then src:each(second) end end)
+    assert.is_true(run_until(function() return src:stats().ended end))
+    assert.equal(7, a)
+    assert.equal(143, b)
+    src:close()
+    os.remove(path)
+  end)
+
   it("folds packets into flows with both directions counted", function()
     local flows = {}
     local src = gw.packets { file = PCAP, flows = { idle = "1m" } }
