@@ -77,7 +77,19 @@ struct nlg_gw {
 	msgpack_packer pk;
 	int closing;
 	int quiet; /* stopping: sources closed, timers no longer fire; outputs drain */
+	/* The test harness's virtual clock (ns since the epoch), when set:
+	 * nlg_gw_clock_ns reads it instead of CLOCK_REALTIME. */
+	int virtual_clock;
+	uint64_t clock_ns;
 };
+
+/* The gateway's clock, in ns since the epoch: CLOCK_REALTIME, or the test
+ * harness's virtual clock. Windows, rates, thresholds and alerts read this
+ * clock and schedule on gw->loop's timers, never the system clock. */
+static inline uint64_t nlg_gw_clock_ns(const struct nlg_gw *gw)
+{
+	return gw->virtual_clock ? gw->clock_ns : nlg_realtime_ns();
+}
 
 struct nlg_gw *nlg_gw_get(lua_State *L); /* raises if nlgate was never opened */
 

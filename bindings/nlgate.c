@@ -38,7 +38,7 @@ static int gw_stop(lua_State *L)
 
 static int gw_now(lua_State *L)
 {
-	lua_pushnumber(L, (lua_Number)nlg_realtime_ns() / 1e9);
+	lua_pushnumber(L, (lua_Number)nlg_gw_clock_ns(nlg_gw_get(L)) / 1e9);
 	return 1;
 }
 
