@@ -61,6 +61,9 @@ struct nlg_house {
 	_Atomic int stop_now;
 };
 
+struct lua_out; /* lua_output.c */
+struct nlg_dry; /* lua_testing.c: a dry gateway's recorder and clock */
+
 struct nlg_gw {
 	struct nlg_loop *loop;
 	int own_loop; /* module mode: the loop is ours to destroy */
@@ -81,6 +84,13 @@ struct nlg_gw {
 	 * nlg_gw_clock_ns reads it instead of CLOCK_REALTIME. */
 	int virtual_clock;
 	uint64_t clock_ns;
+	/* The outputs this state declared and has not closed, newest first:
+	 * what nlg_lua_send_all sends to. */
+	struct lua_out *outs;
+	/* A dry gateway (`nlgate check`, the test harness), set through
+	 * NLG_DRY_KEY before luaopen_nlgate: sources are fakes that open
+	 * nothing, outputs record what is sent to them. */
+	struct nlg_dry *dry;
 };
 
 /* The gateway's clock, in ns since the epoch: CLOCK_REALTIME, or the test
@@ -228,6 +238,11 @@ void nlg_lua_source_register(lua_State *L);
 void nlg_lua_push_source_ctor(lua_State *L, const void *ops);
 void nlg_lua_output_register(lua_State *L);
 void nlg_lua_push_output_ctor(lua_State *L, const void *ops);
+/* Send the value at value_idx (a record view or any value out:send takes)
+ * tagged tag, at the gateway's clock, to every output the state declared
+ * and has open: encoded once. Returns how many outputs took it; raises if
+ * the value cannot be encoded (call it from a C function of the script). */
+int nlg_lua_send_all(struct nlg_gw *gw, lua_State *L, const char *tag, int value_idx);
 void nlg_lua_timer_register(lua_State *L);
 int nlg_lua_every(lua_State *L);
 int nlg_lua_after(lua_State *L);
@@ -243,9 +258,32 @@ uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
 lua_State *nlg_sandbox_new(size_t mem_limit, const char *search_path, struct nlg_err *err);
 void nlg_sandbox_close(lua_State *L);
 
-/* Registry keys by which an embedder hands the loop and the house to
- * luaopen_nlgate (light userdata). */
+/* Registry keys by which an embedder hands the loop, the house and a dry
+ * run's recorder to luaopen_nlgate (light userdata). */
 #define NLG_LOOP_KEY  "nlgate.loop"
 #define NLG_HOUSE_KEY "nlgate.house"
+#define NLG_DRY_KEY   "nlgate.dry"
+
+/* A dry gateway's record (lua_testing.c): every frame sent to an output,
+ * in order, and every handler error logged. Owned by whoever set
+ * NLG_DRY_KEY. */
+struct nlg_dry_frame {
+	char *tag;
+	uint64_t time_ns;
+	uint8_t *body; /* the msgpack body as the output got it */
+	size_t len;
+	const char *output; /* the output's name (static) */
+};
+struct nlg_dry {
+	struct nlg_dry_frame *frames;
+	size_t nframes, capframes;
+	char **errors;
+	size_t nerrors, caperrors;
+};
+struct nlg_item;
+int nlg_dry_frame_add(struct nlg_dry *d, const char *output, const struct nlg_item *it);
+void nlg_dry_error_add(struct nlg_dry *d, const char *msg);
+void nlg_dry_clear(struct nlg_dry *d); /* forget the frames */
+void nlg_dry_free(struct nlg_dry *d);  /* frames and errors; d itself stays */
 
 #endif

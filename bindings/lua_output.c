@@ -3,6 +3,7 @@
  * the value for a Lua table — and the output frames it its own way. An output
  * a reload's new state declares again with the same options is handed over:
  * a feed keeps its socket and its clients. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,8 +19,34 @@ struct lua_out {
 	struct nlg_inst *inst; /* NULL once closed (or handed to a new state) */
 	struct nlg_gw_stat stat;
 	int self_ref;
-	uint64_t offered; /* out:send calls that framed */
+	int dry;	      /* a dry gateway's recorder: inst is ours, not the house's */
+	struct lua_out *next; /* gw->outs while open */
+	uint64_t offered;     /* out:send calls that framed */
 };
+
+static void outs_add(struct lua_out *lo)
+{
+	lo->next = lo->gw->outs;
+	lo->gw->outs = lo;
+}
+
+static void outs_del(struct lua_out *lo)
+{
+	for (struct lua_out **p = &lo->gw->outs; *p; p = &(*p)->next)
+		if (*p == lo) {
+			*p = lo->next;
+			break;
+		}
+	lo->next = NULL;
+}
+
+/* Hand one encoded item to the output, or to the dry run's record. */
+static int out_send(struct lua_out *lo, const struct nlg_item *it)
+{
+	if (lo->dry)
+		return nlg_dry_frame_add(lo->gw->dry, lo->ops->name, it) < 0 ? -ENOMEM : 1;
+	return lo->ops->send(lo->inst->handle, it);
+}
 
 static void push_stats(lua_State *L, struct lua_out *lo)
 {
@@ -28,7 +55,8 @@ static void push_stats(lua_State *L, struct lua_out *lo)
 	if (lo->inst && s && lo->ops->stats) {
 		void *rec = lua_newuserdatauv(L, s->rec_size, 0);
 		memset(rec, 0, s->rec_size);
-		lo->ops->stats(lo->inst->handle, rec);
+		if (!lo->dry) /* a recorder's counters are zeros */
+			lo->ops->stats(lo->inst->handle, rec);
 		nlg_lua_push_counters(L, s, rec);
 		lua_remove(L, -2);
 	} else {
@@ -75,11 +103,44 @@ static int send_batch(lua_State *L, struct lua_out *lo, struct nlg_item *it,
 			return luaL_error(L, "send: out of memory");
 		it->body = gw->enc.data;
 		it->len = gw->enc.len;
-		if (lo->ops->send(lo->inst->handle, it) < 0)
+		if (out_send(lo, it) < 0)
 			return luaL_error(L, "%s:send: cannot frame the item", lo->ops->name);
 		lo->offered++;
 	}
 	return 0;
+}
+
+/* Encode the value at idx (a view or a Lua value) into gw->enc, once. */
+static void encode_value(lua_State *L, struct nlg_gw *gw, int idx)
+{
+	struct nlg_view *v = nlg_view_test(L, idx);
+
+	idx = lua_absindex(L, idx);
+	nlg_buf_reset(&gw->enc);
+	if (v) {
+		if (!v->rec)
+			luaL_error(L, "%s record used after its handler returned", v->s->kind);
+		if (nlg_enc_mp_record(&gw->pk, v->s, v->rec) < 0)
+			luaL_error(L, "send: out of memory");
+		return;
+	}
+	/* No collection while the value is walked: a weak table or a
+	 * finalizer would change it between the map's count and its
+	 * entries. */
+	int running = lua_gc(L, LUA_GCISRUNNING);
+	lua_gc(L, LUA_GCSTOP);
+	lua_pushcfunction(L, pack_tramp);
+	lua_pushvalue(L, idx);
+	lua_pushlightuserdata(L, &gw->pk);
+	int rc = lua_pcall(L, 2, 0, 0);
+	if (running)
+		lua_gc(L, LUA_GCRESTART);
+	if (rc != LUA_OK) { /* the script's line, as if raised here */
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+		lua_error(L);
+	}
 }
 
 /* out:send(tag, record_or_value_or_batch) */
@@ -88,46 +149,37 @@ static int l_send(lua_State *L)
 	struct lua_out *lo = check(L);
 	struct nlg_gw *gw = lo->gw;
 	struct nlg_item it;
-	struct nlg_view *v = nlg_view_test(L, 3);
 	struct nlg_batch *b;
 
 	it.tag = luaL_checklstring(L, 2, &it.taglen);
 	luaL_checkany(L, 3);
-	it.time_ns = nlg_realtime_ns();
-	if (!v && (b = nlg_batch_test(L, 3)))
+	it.time_ns = nlg_gw_clock_ns(gw);
+	if (!nlg_view_test(L, 3) && (b = nlg_batch_test(L, 3)))
 		return send_batch(L, lo, &it, b);
-	nlg_buf_reset(&gw->enc);
-	if (v) {
-		if (!v->rec)
-			return luaL_error(L, "%s record used after its handler returned",
-					  v->s->kind);
-		if (nlg_enc_mp_record(&gw->pk, v->s, v->rec) < 0)
-			return luaL_error(L, "send: out of memory");
-	} else {
-		/* No collection while the value is walked: a weak table or a
-		 * finalizer would change it between the map's count and its
-		 * entries. */
-		int running = lua_gc(L, LUA_GCISRUNNING);
-		lua_gc(L, LUA_GCSTOP);
-		lua_pushcfunction(L, pack_tramp);
-		lua_pushvalue(L, 3);
-		lua_pushlightuserdata(L, &gw->pk);
-		int rc = lua_pcall(L, 2, 0, 0);
-		if (running)
-			lua_gc(L, LUA_GCRESTART);
-		if (rc != LUA_OK) { /* the script's line, as if raised here */
-			luaL_where(L, 1);
-			lua_insert(L, -2);
-			lua_concat(L, 2);
-			return lua_error(L);
-		}
-	}
+	encode_value(L, gw, 3);
 	it.body = gw->enc.data;
 	it.len = gw->enc.len;
-	if (lo->ops->send(lo->inst->handle, &it) < 0)
+	if (out_send(lo, &it) < 0)
 		return luaL_error(L, "%s:send: cannot frame the item", lo->ops->name);
 	lo->offered++;
 	return 0;
+}
+
+int nlg_lua_send_all(struct nlg_gw *gw, lua_State *L, const char *tag, int value_idx)
+{
+	struct nlg_item it = {.tag = tag, .taglen = strlen(tag), .time_ns = nlg_gw_clock_ns(gw)};
+	int n = 0;
+
+	encode_value(L, gw, value_idx);
+	it.body = gw->enc.data;
+	it.len = gw->enc.len;
+	for (struct lua_out *lo = gw->outs; lo; lo = lo->next) {
+		if (!lo->inst || out_send(lo, &it) < 0)
+			continue;
+		lo->offered++;
+		n++;
+	}
+	return n;
 }
 
 static int l_stats(lua_State *L)
@@ -141,11 +193,16 @@ static void out_close(lua_State *L, struct lua_out *lo)
 	struct nlg_inst *in = lo->inst;
 
 	nlg_gw_stat_del(&lo->stat);
-	if (in->heir == lo->gw && in->obj)
-		in->handover(in->obj, lo, 1);
+	outs_del(lo);
 	lo->inst = NULL;
-	lo->ops->close(in->handle, lo->gw->closing ? 0 : CLOSE_DRAIN_MS);
-	nlg_house_remove(lo->gw->house, in);
+	if (lo->dry) { /* a recorder: nothing was opened */
+		free(in);
+	} else {
+		if (in->heir == lo->gw && in->obj)
+			in->handover(in->obj, lo, 1);
+		lo->ops->close(in->handle, lo->gw->closing ? 0 : CLOSE_DRAIN_MS);
+		nlg_house_remove(lo->gw->house, in);
+	}
 	luaL_unref(L, LUA_REGISTRYINDEX, lo->self_ref);
 	lo->self_ref = LUA_NOREF;
 }
@@ -179,9 +236,11 @@ static void handover(void *old_obj, void *new_obj, int commit)
 
 	if (commit) {
 		nlg_gw_stat_del(&old->stat);
+		outs_del(old);
 		old->inst = NULL;
 	} else {
 		nlg_gw_stat_del(&heir->stat);
+		outs_del(heir);
 		heir->inst = NULL;
 	}
 }
@@ -212,7 +271,17 @@ static int l_new(lua_State *L)
 	lo->ops = ops;
 	lo->self_ref = LUA_NOREF;
 	luaL_setmetatable(L, OUTPUT_MT);
-	lo->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, lo);
+	if (gw->dry) {
+		/* Options checked; a recorder stands in for the output. */
+		lo->inst = calloc(1, sizeof(*lo->inst));
+		if (!lo->inst)
+			return luaL_error(L, "%s: out of memory", name);
+		lo->inst->name = ops->name;
+		lo->inst->ops = ops;
+		lo->dry = 1;
+	} else {
+		lo->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, lo);
+	}
 	if (!lo->inst) {
 		/* The output keeps its conf: open it with the house's copy. */
 		struct nlg_inst *in =
@@ -230,6 +299,7 @@ static int l_new(lua_State *L)
 	lua_pushvalue(L, 3);
 	lo->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	nlg_gw_stat_add(gw, &lo->stat, ops->name, stat_push);
+	outs_add(lo);
 	return 1;
 }
 
