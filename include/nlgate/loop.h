@@ -37,4 +37,18 @@ void nlg_loop_stop(struct nlg_loop *loop);
 void nlg_loop_resume(struct nlg_loop *loop);
 int nlg_loop_stopped(const struct nlg_loop *loop);
 
+/* A clock for the loop's timers in place of the monotonic one (the test
+ * harness's virtual clock): now in ms, read each time the loop needs it.
+ * Set it before any timer is added; fn NULL goes back to the real clock. */
+typedef uint64_t nlg_clock_fn(void *data);
+void nlg_loop_set_clock(struct nlg_loop *loop, nlg_clock_fn *fn, void *data);
+uint64_t nlg_loop_now_ms(const struct nlg_loop *loop);
+/* The earliest timer deadline on the loop's clock: 0 with *when_ms, or
+ * -ENOENT without timers. */
+int nlg_loop_next_timer(const struct nlg_loop *loop, uint64_t *when_ms);
+/* Fire every timer due at the clock's now, in order of deadline, including
+ * those (re)armed while firing that are due by then; no fd is polled.
+ * Returns how many fired. */
+int nlg_loop_fire_due(struct nlg_loop *loop);
+
 #endif

@@ -159,6 +159,110 @@ static void paused_fd_waits_then_resumes(void **state)
 	close(p[0]), close(p[1]);
 }
 
+/* ---- the virtual clock ---------------------------------------------------- */
+
+struct vlog {
+	uint64_t *clock;
+	char what[64]; /* which timer fired, in order: 'a', 'b', 'c' */
+	uint64_t at[64];
+	int n;
+	struct nlg_loop *loop;
+	int b_left; /* b re-arms itself this many times */
+	int added;  /* c was added from inside a firing */
+};
+
+static uint64_t vclock(void *data)
+{
+	return *(uint64_t *)data;
+}
+
+static void vnote(struct vlog *l, char c)
+{
+	assert_true(l->n < 64);
+	l->what[l->n] = c;
+	l->at[l->n++] = *l->clock;
+}
+
+static int64_t v_c(struct nlg_loop *loop, int64_t id, void *data)
+{
+	NLG_UNUSED(loop);
+	NLG_UNUSED(id);
+	vnote(data, 'c');
+	return -1;
+}
+
+static int64_t v_a(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct vlog *l = data;
+	NLG_UNUSED(id);
+	vnote(l, 'a');
+	if (!l->added++) /* scheduled on the virtual clock: 15 ms from now */
+		nlg_loop_add_timer(loop, 15, v_c, l);
+	return 10; /* every 10 ms */
+}
+
+static int64_t v_b(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct vlog *l = data;
+	NLG_UNUSED(loop);
+	NLG_UNUSED(id);
+	vnote(l, 'b');
+	return --l->b_left > 0 ? 0 : -1; /* re-armed due at once: fires again now */
+}
+
+/* The harness's advance: step to each deadline, fire what is due there. */
+static void advance_to(struct nlg_loop *loop, uint64_t *clock, uint64_t target)
+{
+	uint64_t when;
+
+	while (nlg_loop_next_timer(loop, &when) == 0 && when <= target) {
+		if (when > *clock)
+			*clock = when;
+		nlg_loop_fire_due(loop);
+	}
+	*clock = target;
+	nlg_loop_fire_due(loop);
+}
+
+static void virtual_clock_fires_in_deadline_order(void **state)
+{
+	struct nlg_loop *loop = nlg_loop_create();
+	uint64_t clock = 1000000, when = 0;
+	struct vlog l = {.clock = &clock, .loop = loop, .b_left = 3};
+	(void)state;
+
+	nlg_loop_set_clock(loop, vclock, &clock);
+	assert_int_equal(nlg_loop_next_timer(loop, &when), -ENOENT);
+	assert_int_equal(nlg_loop_now_ms(loop), 1000000);
+	nlg_loop_add_timer(loop, 10, v_a, &l);
+	nlg_loop_add_timer(loop, 25, v_b, &l);
+	assert_int_equal(nlg_loop_next_timer(loop, &when), 0);
+	assert_int_equal(when, 1000010);
+	/* nothing is due until the clock moves, however long we wait */
+	assert_int_equal(nlg_loop_fire_due(loop), 0);
+	assert_int_equal(nlg_loop_run_once(loop, 0), 0);
+	assert_int_equal(l.n, 0);
+
+	advance_to(loop, &clock, 1000040);
+	/* a at 10, 20, 30, 40; c added at 10 (+15) fires at 25, as does b,
+	 * which re-arms with 0 twice; all in order of deadline */
+	assert_int_equal(l.n, 8);
+	assert_memory_equal(l.what, "aabbbcaa", 8);
+	uint64_t at[] = {10, 20, 25, 25, 25, 25, 30, 40};
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(l.at[i], 1000000 + at[i]);
+	assert_int_equal(clock, 1000040);
+	/* b was deleted after its third firing, c after its one: only a is left */
+	assert_int_equal(nlg_loop_next_timer(loop, &when), 0);
+	assert_int_equal(when, 1000050);
+	advance_to(loop, &clock, 1000049);
+	assert_int_equal(l.n, 8);
+	advance_to(loop, &clock, 1000050);
+	assert_int_equal(l.n, 9);
+	assert_int_equal(l.at[8], 1000050);
+	nlg_loop_destroy(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -166,6 +270,7 @@ int main(void)
 	    cmocka_unit_test(repeating_timer_deletes_another_and_stops),
 	    cmocka_unit_test(fd_events_and_delete_inside_handler),
 	    cmocka_unit_test(paused_fd_waits_then_resumes),
+	    cmocka_unit_test(virtual_clock_fires_in_deadline_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
