@@ -26,6 +26,7 @@ struct nlg_gw_stat {
 	struct nlg_gw_stat *next, *prev;
 	const char *group;				    /* "sockets", "unix", ... */
 	void (*push)(lua_State *L, struct nlg_gw_stat *st); /* push one table */
+	int single; /* set after nlg_gw_stat_add: the group is this table, not a list */
 };
 
 /* An open source or output. It belongs to the gateway, not to one Lua
@@ -243,6 +244,8 @@ void nlg_lua_push_output_ctor(lua_State *L, const void *ops);
  * and has open: encoded once. Returns how many outputs took it; raises if
  * the value cannot be encoded (call it from a C function of the script). */
 int nlg_lua_send_all(struct nlg_gw *gw, lua_State *L, const char *tag, int value_idx);
+/* gw.alert and gw.threshold (lua_alert.c) into the gw table on top. */
+void nlg_lua_alert_open(lua_State *L);
 void nlg_lua_timer_register(lua_State *L);
 int nlg_lua_every(lua_State *L);
 int nlg_lua_after(lua_State *L);

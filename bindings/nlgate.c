@@ -177,6 +177,7 @@ int luaopen_nlgate(lua_State *L)
 		nlg_lua_push_output_ctor(L, out);
 		lua_setfield(L, -2, out->name);
 	}
+	nlg_lua_alert_open(L);
 	/* gw.state: plain data a reload carries to the next script. */
 	if (lua_getfield(L, LUA_REGISTRYINDEX, STATE_KEY) != LUA_TTABLE) {
 		lua_pop(L, 1);

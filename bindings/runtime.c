@@ -206,6 +206,7 @@ void nlg_gw_stat_add(struct nlg_gw *gw, struct nlg_gw_stat *st, const char *grou
 {
 	st->group = group;
 	st->push = push;
+	st->single = 0;
 	st->next = gw->stats.next;
 	st->prev = &gw->stats;
 	gw->stats.next->prev = st;
@@ -259,6 +260,11 @@ int nlg_gw_stats(lua_State *L)
 	/* Walk oldest first so each group's array is in creation order. */
 	struct nlg_gw_stat *st = gw->stats.prev;
 	for (; st != &gw->stats; st = st->prev) {
+		if (st->single) {
+			st->push(L, st);
+			lua_setfield(L, -2, st->group);
+			continue;
+		}
 		if (lua_getfield(L, -1, st->group) != LUA_TTABLE) {
 			lua_pop(L, 1);
 			lua_newtable(L);
