@@ -49,7 +49,7 @@ list(TRANSFORM NLG_FUZZ_DEFS PREPEND -D)
 set(NLG_FUZZ_CFLAGS -std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -D_GNU_SOURCE
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     ${NLG_FUZZ_DEFS} -I${CMAKE_SOURCE_DIR}/include ${MNL_CFLAGS} ${NFCT_CFLAGS} ${MSGPACK_CFLAGS} ${CRYPTO_CFLAGS})
-set(NLG_FUZZ_LIBS ${MNL_LDFLAGS} ${NFCT_LDFLAGS} ${MSGPACK_LDFLAGS} ${PCAP_LDFLAGS} ${CRYPTO_LDFLAGS} -lpthread)
+set(NLG_FUZZ_LIBS ${MNL_LDFLAGS} ${NFCT_LDFLAGS} ${MSGPACK_LDFLAGS} ${PCAP_LDFLAGS} ${CRYPTO_LDFLAGS} -lpthread -lm)
 
 # Seeds: committed ones under tests/fuzz/corpus/<kind>/ (read only), plus a
 # working corpus in the build dir that libFuzzer grows (the first directory).
