@@ -611,6 +611,19 @@ static void push_key_value(lua_State *L, struct threshold *t, int idx)
 {
 	struct nlg_view *v = nlg_view_test(L, idx);
 
+	if (!v && lua_istable(L, idx) && t->nby) { /* its `by` fields */
+		idx = lua_absindex(L, idx);
+		if (t->nby == 1) {
+			lua_getfield(L, idx, t->by[0]);
+			return;
+		}
+		lua_createtable(L, 0, (int)t->nby);
+		for (size_t i = 0; i < t->nby; i++) {
+			lua_getfield(L, idx, t->by[i]);
+			lua_setfield(L, -2, t->by[i]);
+		}
+		return;
+	}
 	if (!v) {
 		lua_pushvalue(L, idx);
 		return;
@@ -644,6 +657,15 @@ static void forget_key(lua_State *L, struct threshold *t, int self, struct kent 
 	lua_rawset(L, -3);
 	lua_pop(L, 1);
 	kt_del(&t->kt, e);
+}
+
+/* A number as the script would write it: 250, not 250.0. */
+static void push_num(lua_State *L, double v)
+{
+	if (v == floor(v) && fabs(v) < 9e15)
+		lua_pushinteger(L, (lua_Integer)v);
+	else
+		lua_pushnumber(L, (lua_Number)v);
 }
 
 /* The record of a firing or a resolution, pushed: the alert's fields, the
@@ -681,9 +703,9 @@ static void push_record(lua_State *L, struct threshold *t, const char *key, size
 	lua_setfield(L, rec, "message");
 	lua_pushstring(L, state);
 	lua_setfield(L, rec, "state");
-	lua_pushnumber(L, (lua_Number)value);
+	push_num(L, value);
 	lua_setfield(L, rec, "value");
-	lua_pushnumber(L, (lua_Number)t->limit);
+	push_num(L, t->limit);
 	lua_setfield(L, rec, "threshold");
 }
 
@@ -752,7 +774,7 @@ static void fire(lua_State *L, struct threshold *t, int self, struct kent *e, in
 		t->al->sent++;
 	}
 	/* e may be gone after the hook (it can update this threshold). */
-	lua_pushnumber(L, (lua_Number)value);
+	push_num(L, value);
 	lua_insert(L, -2);
 	call_hook(L, t, self, UV_FIRE, &t->fire_fails, "threshold on_fire");
 	lua_settop(L, base);
@@ -806,7 +828,7 @@ static void resolve(lua_State *L, struct threshold *t, int self, struct kent *e,
 	} else {
 		al->suppressed++;
 	}
-	lua_pushnumber(L, (lua_Number)value);
+	push_num(L, value);
 	lua_insert(L, -2);
 	call_hook(L, t, self, UV_CLEAR, &t->clear_fails, "threshold on_clear");
 	lua_settop(L, base);

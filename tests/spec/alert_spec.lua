@@ -1,0 +1,300 @@
+-- gw.alert and gw.threshold (bindings/lua_alert.c): options, de-duplication
+-- per (name, key), the threshold state machine and its records, in module
+-- mode (nlgate.so in busted's interpreter: the gateway clock is the real
+-- one, so only windows of an hour are used here, never elapsed time), and
+-- the frames and log lines an alert makes under `nlgate run`.
+local gw = require "nlgate"
+
+-- The counters of gw.stats().alerts since `before`.
+local function alert_delta(before)
+  local now = gw.stats().alerts
+  return {
+    sent = now.sent - before.sent,
+    suppressed = now.suppressed - before.suppressed,
+    resolved = now.resolved - before.resolved,
+    keys = now.keys - before.keys,
+  }
+end
+
+-- A threshold whose hooks keep what they were given.
+local function recorded(opts)
+  local seen = { fired = {}, cleared = {} }
+  opts.on_fire = function(key, value, rec) seen.fired[#seen.fired + 1] = { key = key, value = value, rec = rec } end
+  opts.on_clear = function(key, value, rec) seen.cleared[#seen.cleared + 1] = { key = key, value = value, rec = rec } end
+  return gw.threshold(opts), seen
+end
+
+describe("gw.alert", function()
+  it("sends once per (name, key) within every, and counts the suppressed", function()
+    local before = gw.stats().alerts
+    assert.is_true(gw.alert { name = "spec.dedup", key = "k1", message = "one", every = "1h" })
+    assert.is_false(gw.alert { name = "spec.dedup", key = "k1", message = "two", every = "1h" })
+    assert.is_false(gw.alert { name = "spec.dedup", key = "k1", message = "three", every = "1h" })
+    -- another key, another name: their own pairs
+    assert.is_true(gw.alert { name = "spec.dedup", key = "k2", every = "1h" })
+    assert.is_true(gw.alert { name = "spec.dedup2", key = "k1", every = "1h" })
+    local d = alert_delta(before)
+    assert.are.equal(3, d.sent)
+    assert.are.equal(2, d.suppressed)
+    assert.are.equal(3, d.keys)
+  end)
+
+  it("sends every call with every = 0", function()
+    local before = gw.stats().alerts
+    for _ = 1, 3 do assert.is_true(gw.alert { name = "spec.nolimit", key = 7, every = 0 }) end
+    assert.are.equal(3, alert_delta(before).sent)
+  end)
+
+  it("raises on bad options, naming the option", function()
+    local function err(opts)
+      local ok, e = pcall(gw.alert, opts)
+      assert.is_false(ok)
+      return tostring(e)
+    end
+    assert.truthy(err {}:find("gw.alert: name is required", 1, true))
+    assert.truthy(err { name = "has space" }:find("bad name 'has space'", 1, true))
+    assert.truthy(err { name = ("x"):rep(65) }:find("bad name", 1, true))
+    assert.truthy(err { name = "a", severity = "loud" }:find("bad severity 'loud'", 1, true))
+    assert.truthy(err { name = "a", every = "soon" }:find("bad every 'soon'", 1, true))
+    assert.truthy(err { name = "a", every = -1 }:find("bad every", 1, true))
+    assert.truthy(err { name = "a", fields = 3 }:find("fields must be a table", 1, true))
+    assert.truthy(err { name = "a", fields = { state = "x" } }:find("'state' is the alert's own field", 1, true))
+    assert.truthy(err { name = "a", fields = { t = {} } }:find("fields.t must be", 1, true))
+    assert.truthy(err { name = "a", key = {} }:find("a key is a string, number or boolean", 1, true))
+    assert.truthy(err { name = "a", message = {} }:find("message must be a string", 1, true))
+    assert.truthy(err { name = "a", sevrity = "info" }:find("unknown option 'sevrity'", 1, true))
+  end)
+end)
+
+describe("gw.threshold", function()
+  it("fires once, stays firing in the hysteresis band, clears once", function()
+    local t, seen = recorded { name = "spec.rtt", above = 200, clear = 150, every = "1h", severity = "error" }
+    local before = gw.stats().alerts
+    assert.are.equal("ok", t:update("a", 100))
+    assert.are.equal("firing", t:update("a", 250, { host = "web1" }))
+    assert.are.equal("firing", t:update("a", 260))
+    assert.are.equal("firing", t:update("a", 180)) -- between clear and above: nothing
+    assert.are.equal("firing", t:update("a", 150)) -- clear is "below 150"
+    assert.are.equal("firing", t:update("a", 210))
+    assert.are.equal("ok", t:update("a", 140, { host = "web1" }))
+    assert.are.equal("ok", t:update("a", 120))
+    assert.are.equal("ok", t:state("a"))
+    assert.are.equal(1, #seen.fired)
+    assert.are.equal(1, #seen.cleared)
+
+    local f = seen.fired[1]
+    assert.are.equal("a", f.key)
+    assert.are.equal(250, f.value)
+    assert.are.same({ "spec.rtt", "error", "a", "firing", 250, 200, "web1", 0 },
+      { f.rec.name, f.rec.severity, f.rec.key, f.rec.state, f.rec.value, f.rec.threshold, f.rec.host, f.rec.suppressed })
+    assert.is_number(f.rec.since)
+    assert.truthy(f.rec.message:find("250", 1, true))
+
+    local c = seen.cleared[1]
+    assert.are.equal(140, c.value)
+    assert.are.equal("resolved", c.rec.state)
+    assert.are.equal("a", c.rec.key)
+    assert.are.equal("web1", c.rec.host)
+    assert.is_true(c.rec.duration >= 0)
+    assert.is_nil(c.rec.reason)
+
+    local d = alert_delta(before)
+    assert.are.equal(1, d.sent)
+    assert.are.equal(1, d.resolved)
+  end)
+
+  it("keeps keys independent", function()
+    local t, seen = recorded { name = "spec.keys", above = 10, every = "1h" }
+    assert.are.equal("firing", t:update("x", 11))
+    assert.are.equal("ok", t:update("y", 5))
+    assert.are.equal("firing", t:update(42, 12))
+    assert.are.equal("firing", t:state("x"))
+    assert.are.equal("ok", t:state("y"))
+    assert.are.equal("firing", t:state(42))
+    local keys = t:firing()
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    assert.are.same({ 42, "x" }, keys)
+    assert.are.equal("ok", t:update("x", 1)) -- clear defaults to the threshold
+    assert.are.equal("firing", t:state(42))
+    assert.are.same({ 42 }, t:firing())
+    assert.are.equal(2, #seen.fired)
+    assert.are.equal(1, #seen.cleared)
+    local st = t:stats()
+    assert.are.same({ 1, 0, 1, 2, 1 }, { st.keys, st.pending, st.firing, st.fired, st.resolved })
+  end)
+
+  it("does not fire before `for` has held, and a breach that stops starts over", function()
+    local t, seen = recorded { name = "spec.hold", below = 5, clear = 8, ["for"] = "1h" }
+    assert.are.equal("pending", t:update("k", 4))
+    assert.are.equal("pending", t:update("k", 1))
+    assert.are.equal("pending", t:state("k"))
+    assert.are.equal("ok", t:update("k", 6)) -- not below 5: the condition stopped
+    assert.are.equal("ok", t:state("k"))
+    assert.are.equal("pending", t:update("k", 3))
+    assert.are.equal(0, #seen.fired)
+    assert.are.same({}, t:firing())
+    local t2 = gw.threshold { name = "spec.hold2", above = 1, hold = 3600 }
+    assert.are.equal("pending", t2:update("k", 2))
+  end)
+
+  it("rate-limits a key that fires again within every, and its resolution with it", function()
+    local t, seen = recorded { name = "spec.flap", above = 10, every = "1h" }
+    local before = gw.stats().alerts
+    t:update("k", 20); t:update("k", 0) -- fired and resolved: both sent
+    t:update("k", 20); t:update("k", 0) -- again within the hour: both suppressed
+    assert.are.equal(2, #seen.fired) -- the hooks see every transition
+    assert.are.equal(2, #seen.cleared)
+    local d = alert_delta(before)
+    assert.are.equal(1, d.sent)
+    assert.are.equal(1, d.resolved)
+    assert.are.equal(2, d.suppressed)
+  end)
+
+  it("bounds its keys: past max_keys new keys are refused and counted", function()
+    local t = gw.threshold { name = "spec.max", above = 0, max_keys = 2, ["for"] = "1h" }
+    assert.are.equal("pending", t:update("a", 1))
+    assert.are.equal("pending", t:update("b", 1))
+    assert.are.equal("ok", t:update("c", 1))
+    assert.are.equal("ok", t:update("d", 0)) -- not breaching: never held
+    assert.are.equal(1, t:stats().dropped_keys)
+    assert.are.equal(2, t:stats().keys)
+    assert.are.equal("ok", t:update("a", -1)) -- back to ok: the key is forgotten
+    assert.are.equal("pending", t:update("c", 1))
+    assert.are.equal(2, t:stats().keys)
+  end)
+
+  it("reads a multi-field key from a table, and hands it back as given", function()
+    local t, seen = recorded { name = "spec.by", above = 1, by = { "dst", "dport" } }
+    t:update({ dst = "10.0.0.2", dport = 443 }, 5)
+    assert.are.equal("firing", t:state { dst = "10.0.0.2", dport = 443 })
+    assert.are.equal("firing", t:state "10.0.0.2,443")
+    assert.are.equal("10.0.0.2,443", seen.fired[1].rec.key)
+    assert.are.equal("10.0.0.2", seen.fired[1].rec.dst)
+    assert.are.equal(443, seen.fired[1].rec.dport)
+  end)
+
+  it("counts a raising hook and keeps its state", function()
+    local before = gw.stats().script.errors
+    local t = gw.threshold { name = "spec.hookerr", above = 1, on_fire = function() error("boom") end }
+    assert.are.equal("firing", t:update("k", 2))
+    assert.are.equal("firing", t:state("k"))
+    assert.are.equal(before + 1, gw.stats().script.errors)
+  end)
+
+  it("reports each threshold in gw.stats().thresholds", function()
+    gw.threshold { name = "spec.listed", above = 1 }
+    local found
+    for _, st in ipairs(gw.stats().thresholds) do
+      if st.name == "spec.listed" then found = st end
+    end
+    assert.is_table(found)
+    assert.are.equal(0, found.keys)
+  end)
+
+  it("raises on bad options, naming the option", function()
+    local function err(opts)
+      local ok, e = pcall(gw.threshold, opts)
+      assert.is_false(ok)
+      return tostring(e)
+    end
+    assert.truthy(err { above = 1 }:find("gw.threshold: name is required", 1, true))
+    assert.truthy(err { name = "t" }:find("give one of above or below", 1, true))
+    assert.truthy(err { name = "t", above = 1, below = 0 }:find("give one of above or below", 1, true))
+    assert.truthy(err { name = "t", above = "high" }:find("above must be a number", 1, true))
+    assert.truthy(err { name = "t", above = 10, clear = 20 }:find("clear (20.0) must be at most above", 1, true))
+    assert.truthy(err { name = "t", below = 10, clear = 5 }:find("clear (5.0) must be at least below", 1, true))
+    assert.truthy(err { name = "t", above = 1, ["for"] = "soon" }:find("bad for 'soon'", 1, true))
+    assert.truthy(err { name = "t", above = 1, hold = "1s", ["for"] = "1s" }:find("for or hold", 1, true))
+    assert.truthy(err { name = "t", above = 1, every = "x" }:find("bad every 'x'", 1, true))
+    assert.truthy(err { name = "t", above = 1, expire = "x" }:find("bad expire 'x'", 1, true))
+    assert.truthy(err { name = "t", above = 1, max_keys = 0 }:find("max_keys must be", 1, true))
+    assert.truthy(err { name = "t", above = 1, by = 3 }:find("by must be", 1, true))
+    assert.truthy(err { name = "t", above = 1, on_fire = "x" }:find("on_fire must be a function", 1, true))
+    assert.truthy(err { name = "t", above = 1, severity = "meh" }:find("bad severity 'meh'", 1, true))
+    assert.truthy(err { name = "t", above = 1, abve = 2 }:find("unknown option 'abve'", 1, true))
+    local t = gw.threshold { name = "t", above = 1 }
+    assert.has_error(function() t:update("k", "high") end)
+    assert.has_error(function() t:update({}, 2) end) -- a table key needs `by`
+    local ok, e = pcall(t.update, t, "k", 2, { key = 1 })
+    assert.is_false(ok)
+    assert.truthy(tostring(e):find("'key' is the alert's own field", 1, true))
+  end)
+end)
+
+-- Under `nlgate run`: the log line, the frame on a feed, and an alert with
+-- no output at all.
+describe("alerts under nlgate run", function()
+  local dir
+  setup(function()
+    dir = os.tmpname(); os.remove(dir); assert(os.execute("mkdir -p " .. dir))
+  end)
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  local function run(script)
+    local path = dir .. "/pipeline.lua"
+    local f = assert(io.open(path, "w")); f:write(script); f:close()
+    local p = io.popen(string.format("timeout 20 %s run %s 2>&1", os.getenv("NLGATE"), path))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+
+  it("logs and counts an alert with no output declared", function()
+    local out = run [[
+      local gw = require "nlgate"
+      gw.after(0, function()
+        gw.alert { name = "disk.full", severity = "critical", key = "/var", message = "95% used" }
+        gw.alert { name = "disk.full", severity = "critical", key = "/var", message = "96% used" }
+        local st = gw.stats().alerts
+        gw.log("counted", st.sent, st.suppressed, st.keys)
+        gw.stop()
+      end)
+    ]]
+    assert.truthy(out:find("alert disk.full [critical] /var: 95% used", 1, true))
+    assert.falsy(out:find("96% used", 1, true))
+    assert.truthy(out:find("counted 1 1 1", 1, true))
+  end)
+
+  it("sends the alert's frame to the feed, fields and all", function()
+    local sock, tail = dir .. "/feed.sock", dir .. "/tail.out"
+    local path = dir .. "/feed.lua"
+    local f = assert(io.open(path, "w"))
+    f:write(string.format([[
+      local gw = require "nlgate"
+      local feed = gw.unix { path = %q }
+      local t = gw.threshold { name = "spec.feed", above = 200, clear = 150, by = "dst" }
+      local timer, tries = nil, 0
+      timer = gw.every("20ms", function()
+        tries = tries + 1
+        if feed:stats().clients == 0 and tries < 500 then return end
+        timer:cancel()
+        gw.alert { name = "spec.feed", key = "k", message = "hello", fields = { n = 3, up = true } }
+        t:update({ dst = "10.0.0.9" }, 250, { port = 443 })
+        t:update({ dst = "10.0.0.9" }, 100)
+        gw.after("300ms", gw.stop)
+      end)
+    ]], sock))
+    f:close()
+    local nlgate = os.getenv("NLGATE")
+    local p = io.popen(string.format("timeout 20 %s run %s 2>&1", nlgate, path))
+    for _ = 1, 200 do
+      if os.execute("test -S " .. sock) then break end
+      os.execute("sleep 0.05")
+    end
+    os.execute(string.format("timeout 15 %s tail -n 3 %s > %s 2>&1", nlgate, sock, tail))
+    local out = p:read("a")
+    p:close()
+    local text = io.open(tail):read("a")
+    assert.truthy(out:find("alert spec.feed [warning] k: hello", 1, true))
+    assert.truthy(out:find("alert spec.feed [resolved] 10.0.0.9: value 100 back below 150", 1, true))
+    assert.truthy(text:find('"tag":"alert.spec.feed"', 1, true))
+    assert.truthy(text:find('"n":3', 1, true))
+    assert.truthy(text:find('"up":true', 1, true))
+    assert.truthy(text:find('"suppressed":0', 1, true))
+    assert.truthy(text:find('"state":"firing"', 1, true))
+    assert.truthy(text:find('"state":"resolved"', 1, true))
+    assert.truthy(text:find('"dst":"10.0.0.9"', 1, true))
+    assert.truthy(text:find('"port":443', 1, true))
+    assert.truthy(text:find('"threshold":200', 1, true))
+  end)
+end)
