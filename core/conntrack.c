@@ -148,7 +148,7 @@ struct nlg_ct_src {
 	struct nlg_err derr; /* last dump error, for tick() to report */
 };
 
-static int read_sysctl(const char *name)
+int nlg_ct_sysctl(const char *name)
 {
 	char path[128], buf[32];
 	int fd, v = -1;
@@ -173,9 +173,9 @@ static void check_kernel(struct nlg_ct_src *s)
 
 	if (s->o.netns) /* /proc/sys is our namespace's, not the target's */
 		return;
-	s->events_mode = read_sysctl("nf_conntrack_events");
-	acct = read_sysctl("nf_conntrack_acct");
-	ts = read_sysctl("nf_conntrack_timestamp");
+	s->events_mode = nlg_ct_sysctl("nf_conntrack_events");
+	acct = nlg_ct_sysctl("nf_conntrack_acct");
+	ts = nlg_ct_sysctl("nf_conntrack_timestamp");
 	if (s->events_mode == 0)
 		nlg_note(s->notes, sizeof(s->notes),
 			 "net.netfilter.nf_conntrack_events=0: the kernel sends no conntrack "

@@ -17,6 +17,7 @@
 #define CT_MAX_FDS 4
 #define CT_GIVE_UP 1000 /* consecutive read errors before the source stops */
 #define CT_LOG_GAP 1000 /* ms between two logged errors of one source */
+#define CT_MAX_GAP 1000 /* ms a read of nf_conntrack_max is reused for */
 
 struct ct_conf {
 	struct nlg_ct_opts o; /* o.netns stays NULL here: confs hold no pointers */
@@ -243,12 +244,13 @@ static const struct nlg_opt ct_opts[] = {
 
 /* ---- counters ------------------------------------------------------------ */
 
-enum { ST_HAS_ERROR = 1u << 0 };
+enum { ST_HAS_ERROR = 1u << 0, ST_HAS_MAX = 1u << 1 };
 
 struct ct_stats {
 	NLG_RECORD_HEAD;
 	struct nlg_ct_stats ct;
 	uint64_t errors;
+	uint64_t max;
 	uint8_t syncing;
 	char events[32];
 	char reliable[8];
@@ -276,6 +278,8 @@ static const struct nlg_field stats_fields[] = {
     S("dumped", NLG_T_U64, ct.dumped, "flows read from dumps"),
     S("live", NLG_T_U64, ct.live, "flows in the table now"),
     S("rcvbuf", NLG_T_I32, ct.rcvbuf, "receive buffer the kernel granted per event socket"),
+    NLG_FIELD(struct ct_stats, "max", NLG_T_U64, max, ST_HAS_MAX,
+	      "the kernel's table limit, nf_conntrack_max (read once a second at most)"),
     S("errors", NLG_T_U64, errors, "read or tick errors"),
     S("syncing", NLG_T_BOOL, syncing, "a table dump is in flight"),
     S("events", NLG_T_STR, events, "events subscribed to"),
@@ -303,6 +307,8 @@ struct ct {
 	int fds[CT_MAX_FDS], nfds;
 	uint64_t errors, consecutive, last_log_ms;
 	struct nlg_err last_err;
+	int max;	 /* nf_conntrack_max as last read, -1 unreadable */
+	uint64_t max_ms; /* when, 0 never */
 };
 
 static int on_record(const struct nlg_ct *rec, void *data)
@@ -467,6 +473,16 @@ static void ct_stats_fill(void *st, void *out)
 
 	o->ct = *nlg_ct_stats(s->ct);
 	o->errors = s->errors;
+	/* Scripts cannot read /proc (no io.open): a table-pressure rule gets the
+	 * limit here. Cached so a script polling stats() costs no syscalls. */
+	if (!s->max_ms || nlg_now_ms() - s->max_ms >= CT_MAX_GAP) {
+		s->max = nlg_ct_sysctl("nf_conntrack_max");
+		s->max_ms = nlg_now_ms();
+	}
+	if (s->max >= 0) {
+		o->max = (uint64_t)s->max;
+		o->present |= ST_HAS_MAX;
+	}
 	o->syncing = (uint8_t)nlg_ct_syncing(s->ct);
 	snprintf(o->events, sizeof(o->events), "%s%s%s", ev & NLG_CT_EV_NEW ? "new," : "",
 		 ev & NLG_CT_EV_UPDATE ? "update," : "", ev & NLG_CT_EV_DESTROY ? "destroy," : "");

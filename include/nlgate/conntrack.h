@@ -151,6 +151,9 @@ const struct nlg_ct_stats *nlg_ct_stats(const struct nlg_ct_src *s);
 /* Notes for the user about this kernel's settings (events, acct, timestamps,
  * buffer granted), one per line; "" when none. */
 const char *nlg_ct_notes(const struct nlg_ct_src *s);
+/* net.netfilter.NAME from this process's /proc/sys (nf_conntrack_max, ...);
+ * -1 when it cannot be read. */
+int nlg_ct_sysctl(const char *name);
 
 /* One-shot dump of the table to the sink (blocking). Returns records or -errno. */
 int nlg_ct_dump(const struct nlg_ct_opts *o, const struct nlg_ct_sink *sink, struct nlg_err *err);
