@@ -156,6 +156,10 @@ double nlg_dd_quantile(const struct nlg_ddsketch *d, double q)
 	if (!d->n || !(q >= 0 && q <= 1))
 		return NAN;
 	rank = floor(q * (double)(d->n - 1));
+	if (rank <= 0) /* the ends are known exactly */
+		return d->min;
+	if (rank >= (double)(d->n - 1))
+		return d->max;
 	/* Ascending values: the most negative first. */
 	for (int64_t j = (int64_t)d->neg.len - 1; j >= 0; j--) {
 		seen += d->neg.c[j];
