@@ -132,6 +132,9 @@ int nlg_gw_traceback(lua_State *L);
 /* The count hook behind the instruction budget. */
 void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar);
 void nlg_gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Log "error in WHAT handler: MSG" (and keep it for p:errors() in a dry
+ * gateway); the caller counts it. */
+void nlg_gw_error(struct nlg_gw *gw, const char *what, const char *msg);
 void nlg_gw_stat_add(struct nlg_gw *gw, struct nlg_gw_stat *st, const char *group,
 		     void (*push)(lua_State *, struct nlg_gw_stat *));
 void nlg_gw_stat_del(struct nlg_gw_stat *st);
@@ -169,8 +172,8 @@ void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void 
 /* Record views (lua_record.c). A view is userdata over a C record; a
  * borrowed view is valid only during the handler call it was passed to. */
 #define NLG_VIEW_MAGIC 0x6e6c6776u /* "nlgv": __index's cheap type check */
-#define NLG_VIEW_KEYS  8	  /* field names a view remembers */
-#define NLG_VIEW_ADDRS 2	  /* address texts a view remembers */
+#define NLG_VIEW_KEYS  8	   /* field names a view remembers */
+#define NLG_VIEW_ADDRS 2	   /* address texts a view remembers */
 struct nlg_view {
 	uint32_t magic;
 	const struct nlg_schema *s;
@@ -260,6 +263,15 @@ uint64_t nlg_lua_checkduration(lua_State *L, int idx, const char *what);
  * require finds Lua text files on search_path ("dir/?.lua;..."), only. */
 lua_State *nlg_sandbox_new(size_t mem_limit, const char *search_path, struct nlg_err *err);
 void nlg_sandbox_close(lua_State *L);
+
+/* script.c: a sandboxed state with nlgate open on loop, on its own house,
+ * as nlg_script_start makes them (o's limits and lua_path); dry: a dry
+ * gateway recording there. And running a file's top level in it (err:
+ * "file:line: message" and a traceback). */
+struct nlg_script_opts;
+lua_State *nlg_script_sandbox(const struct nlg_script_opts *o, struct nlg_loop *loop,
+			      struct nlg_dry *dry, struct nlg_err *err);
+int nlg_script_run_file(lua_State *L, const char *path, struct nlg_err *err);
 
 /* Registry keys by which an embedder hands the loop, the house and a dry
  * run's recorder to luaopen_nlgate (light userdata). */

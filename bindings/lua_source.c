@@ -170,14 +170,13 @@ static size_t each_run(struct lua_src *ls, const void *recs, size_t n)
 		case LUA_ERRMEM:
 			gw->errors++;
 			gw->oom++;
-			nlg_gw_log("error in %s handler: not enough memory (the script's limit)",
-				   ls->what_each);
+			nlg_gw_error(gw, ls->what_each, "not enough memory (the script's limit)");
 			lua_pop(L, 1);
 			rc = -1;
 			break;
 		default:
 			gw->errors++;
-			nlg_gw_log("error in %s handler: %s", ls->what_each, lua_tostring(L, -1));
+			nlg_gw_error(gw, ls->what_each, lua_tostring(L, -1));
 			lua_pop(L, 1);
 			rc = -1;
 		}
@@ -571,11 +570,15 @@ static int l_new(lua_State *L)
 	push_extras(L, ops);
 
 	sink = sink_for(ls);
-	ls->inst = nlg_house_claim(gw, ops, conf, ops->conf_size, ls);
+	/* A dry gateway opens nothing and claims nothing: a fake with the
+	 * same name, schema and options takes the harness's records. */
+	ls->inst = gw->dry ? NULL : nlg_house_claim(gw, ops, conf, ops->conf_size, ls);
 	if (ls->inst) {
 		nlg_source_set_sink(ls->inst->handle, &sink);
 	} else {
-		struct nlg_source *src = nlg_source_open(ops, gw->loop, conf, &sink, &err);
+		struct nlg_source *src =
+		    gw->dry ? nlg_source_open_fake(ops, gw->loop, conf, &sink, &err)
+			    : nlg_source_open(ops, gw->loop, conf, &sink, &err);
 		if (!src)
 			return luaL_error(L, "%s: %s", name, err.msg);
 		ls->inst = nlg_house_add(gw, ops->name, ops, conf, ops->conf_size, src, ls);
@@ -584,7 +587,7 @@ static int l_new(lua_State *L)
 			return luaL_error(L, "%s: out of memory", name);
 		}
 		ls->inst->handover = handover;
-		if (!(lua_getfield(L, 1, "quiet"), lua_toboolean(L, -1)))
+		if (!(lua_getfield(L, 1, "quiet"), lua_toboolean(L, -1)) && !gw->dry)
 			log_notes(ls);
 		lua_pop(L, 1);
 	}

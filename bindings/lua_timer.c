@@ -44,7 +44,7 @@ static int64_t timer_fire(struct nlg_loop *loop, int64_t id, void *data)
 	 * and drops the last reference cannot have it collected under us. */
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
-	lua_pushnumber(L, (lua_Number)nlg_realtime_ns() / 1e9);
+	lua_pushnumber(L, (lua_Number)nlg_gw_clock_ns(t->gw) / 1e9);
 	rc = nlg_gw_call(t->gw, L, 1, "timer");
 	if (t->id)
 		nlg_gw_outcome(t->gw, L, rc, &t->fails, &t->fn_ref, "timer");

@@ -134,7 +134,9 @@ static struct nlg_gw *gw_create(lua_State *L)
 	gw->loop = lua_touserdata(L, -1);
 	lua_getfield(L, LUA_REGISTRYINDEX, NLG_HOUSE_KEY);
 	gw->house = lua_touserdata(L, -1);
-	lua_pop(L, 2);
+	lua_getfield(L, LUA_REGISTRYINDEX, NLG_DRY_KEY);
+	gw->dry = lua_touserdata(L, -1);
+	lua_pop(L, 3);
 	if (!gw->loop) { /* loaded by a plain interpreter (busted): our own loop */
 		gw->loop = nlg_loop_create();
 		gw->own_loop = 1;

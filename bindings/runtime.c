@@ -24,6 +24,33 @@ void nlg_gw_log(const char *fmt, ...)
 	va_end(ap);
 }
 
+void nlg_gw_error(struct nlg_gw *gw, const char *what, const char *msg)
+{
+	nlg_gw_log("error in %s handler: %s", what, msg);
+	if (gw->dry) /* the test harness's p:errors() */
+		nlg_dry_error_add(gw->dry, msg);
+}
+
+/* A C function's raise (a constructor's bad option, a bad argument) has no
+ * position: give it the script's, the first Lua frame's line, the way
+ * error() names its caller. A message that already names that file is
+ * left as it is. Returns msg, or the prefixed message (pushed). */
+static const char *script_where(lua_State *L, const char *msg)
+{
+	lua_Debug ar;
+
+	for (int level = 1; lua_getstack(L, level, &ar); level++) {
+		size_t n;
+		if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
+			continue;
+		n = strlen(ar.short_src);
+		if (!strncmp(msg, ar.short_src, n) && msg[n] == ':')
+			return msg;
+		return lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+	}
+	return msg;
+}
+
 int nlg_gw_traceback(lua_State *L)
 {
 	const char *msg = lua_tostring(L, 1);
@@ -35,6 +62,7 @@ int nlg_gw_traceback(lua_State *L)
 			msg =
 			    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	}
+	msg = script_where(L, msg);
 	luaL_traceback(L, L, msg, 1);
 	return 1;
 }
@@ -95,13 +123,13 @@ int nlg_gw_call(struct nlg_gw *gw, lua_State *L, int nargs, const char *what)
 	case LUA_ERRMEM: /* no traceback could be made: say so plainly */
 		gw->errors++;
 		gw->oom++;
-		nlg_gw_log("error in %s handler: not enough memory (the script's limit)", what);
+		nlg_gw_error(gw, what, "not enough memory (the script's limit)");
 		lua_pop(L, 1);
 		rc = -1;
 		break;
 	default:
 		gw->errors++;
-		nlg_gw_log("error in %s handler: %s", what, lua_tostring(L, -1));
+		nlg_gw_error(gw, what, lua_tostring(L, -1));
 		lua_pop(L, 1);
 		rc = -1;
 	}

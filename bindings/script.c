@@ -3,6 +3,7 @@
  * hands over the sources and outputs it declares again with the same
  * options, carries gw.state across, and only then closes the old state. */
 #include <errno.h>
+#include <libgen.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,20 @@
 #include "nlgate/source.h"
 
 #define STATE_KEY "nlgate.state" /* as in nlgate.c */
+
+#ifndef NLGATE_SRCDIR
+#define NLGATE_SRCDIR "/usr/share/nlgate"
+#endif
+
+/* package.path: the script's own directory, then the shipped rule library. */
+void nlg_script_lua_path(const char *script, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", script);
+	snprintf(buf, len, "%s/?.lua;%s/scripts/?.lua;%s/scripts/?/init.lua", dirname(dir),
+		 NLGATE_SRCDIR, NLGATE_SRCDIR);
+}
 
 int luaopen_nlgate(lua_State *L);
 
@@ -59,17 +74,27 @@ static void state_close(lua_State *L)
 	nlg_sandbox_close(L);
 }
 
-static lua_State *state_new(struct nlg_script *s, const struct nlg_buf *carry, struct nlg_err *err)
+/* A sandboxed state with nlgate open on loop and house (NULL: its own);
+ * dry: a dry gateway recording into it. */
+static lua_State *sandbox_gw(const struct nlg_script_opts *o, const char *lua_path,
+			     struct nlg_loop *loop, struct nlg_house *house, struct nlg_dry *dry,
+			     const struct nlg_buf *carry, struct nlg_err *err)
 {
-	lua_State *L = nlg_sandbox_new(s->o.mem_limit, s->lua_path, err);
+	lua_State *L = nlg_sandbox_new(o->mem_limit, lua_path, err);
 	struct nlg_gw *gw;
 
 	if (!L)
 		return NULL;
-	lua_pushlightuserdata(L, s->loop);
+	lua_pushlightuserdata(L, loop);
 	lua_setfield(L, LUA_REGISTRYINDEX, NLG_LOOP_KEY);
-	lua_pushlightuserdata(L, &s->house);
-	lua_setfield(L, LUA_REGISTRYINDEX, NLG_HOUSE_KEY);
+	if (house) {
+		lua_pushlightuserdata(L, house);
+		lua_setfield(L, LUA_REGISTRYINDEX, NLG_HOUSE_KEY);
+	}
+	if (dry) {
+		lua_pushlightuserdata(L, dry);
+		lua_setfield(L, LUA_REGISTRYINDEX, NLG_DRY_KEY);
+	}
 	lua_pushcfunction(L, open_module);
 	lua_pushlightuserdata(L, (void *)carry);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -78,14 +103,25 @@ static lua_State *state_new(struct nlg_script *s, const struct nlg_buf *carry, s
 		return NULL;
 	}
 	gw = nlg_gw_get(L);
-	gw->insn_budget = s->o.insn_budget;
+	gw->insn_budget = o->insn_budget;
 	if (gw->insn_budget)
 		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
 	return L;
 }
 
+lua_State *nlg_script_sandbox(const struct nlg_script_opts *o, struct nlg_loop *loop,
+			      struct nlg_dry *dry, struct nlg_err *err)
+{
+	return sandbox_gw(o, o->lua_path, loop, NULL, dry, NULL, err);
+}
+
+static lua_State *state_new(struct nlg_script *s, const struct nlg_buf *carry, struct nlg_err *err)
+{
+	return sandbox_gw(&s->o, s->lua_path, s->loop, &s->house, NULL, carry, err);
+}
+
 /* Load and run path's top level; err gets file:line and a traceback. */
-static int run_file(lua_State *L, const char *path, struct nlg_err *err)
+int nlg_script_run_file(lua_State *L, const char *path, struct nlg_err *err)
 {
 	int rc;
 
@@ -199,7 +235,7 @@ struct nlg_script *nlg_script_start(struct nlg_loop *loop, const char *path,
 		snprintf(s->lua_path, sizeof(s->lua_path), "%s", o->lua_path);
 	s->o.lua_path = NULL;
 	s->L = state_new(s, NULL, err);
-	if (!s->L || run_file(s->L, s->path, err) < 0) {
+	if (!s->L || nlg_script_run_file(s->L, s->path, err) < 0) {
 		nlg_script_stop(s);
 		return NULL;
 	}
@@ -247,7 +283,7 @@ int nlg_script_reload(struct nlg_script *s, struct nlg_err *err)
 	}
 	gw = nlg_gw_get(L);
 	s->house.starting = gw;
-	rc = run_file(L, s->path, err);
+	rc = nlg_script_run_file(L, s->path, err);
 	s->house.starting = NULL;
 	for (struct nlg_inst *in = s->house.list; in; in = in->next) {
 		if (in->heir != gw)
@@ -332,15 +368,24 @@ uint64_t nlg_script_caps(const struct nlg_script *s)
 	return caps;
 }
 
-int nlg_script_check(const char *path, struct nlg_err *err)
+int nlg_script_check(const char *path, const struct nlg_script_opts *o, struct nlg_err *err)
 {
-	lua_State *L = luaL_newstate();
-	int rc = 0;
+	struct nlg_script_opts none = {0};
+	struct nlg_dry dry = {0};
+	struct nlg_loop *loop = nlg_loop_create(); /* timers are set, never run */
+	lua_State *L;
+	int rc;
 
-	if (!L)
-		return nlg_err_set(err, ENOMEM, "out of memory");
-	if (luaL_loadfile(L, path) != LUA_OK)
-		rc = nlg_err_set(err, EINVAL, "%s", lua_tostring(L, -1));
-	lua_close(L);
+	if (!loop)
+		return nlg_err_set(err, ENOMEM, "cannot create an event loop");
+	L = nlg_script_sandbox(o ? o : &none, loop, &dry, err);
+	if (!L) {
+		nlg_loop_destroy(loop);
+		return -ENOMEM;
+	}
+	rc = nlg_script_run_file(L, path, err);
+	state_close(L);
+	nlg_loop_destroy(loop);
+	nlg_dry_free(&dry);
 	return rc;
 }

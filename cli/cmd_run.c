@@ -43,7 +43,10 @@ static const char run_usage[] =
 
 static const char check_usage[] =
     "usage: nlgate check SCRIPT\n"
-    "Compile a pipeline script and report the first error as file:line.\n";
+    "Run a pipeline script's top level against a dry gateway, in the sandbox of\n"
+    "`nlgate run`: sources and outputs check their options but open nothing, no\n"
+    "timer fires. A syntax error, an error raised while loading or a bad option\n"
+    "is reported as file:line: message, exit status 1; else \"SCRIPT: ok\".\n";
 
 struct run_ctx {
 	struct nlg_loop *loop;
@@ -61,16 +64,6 @@ static void default_script(char *buf, size_t len)
 	snprintf(buf, len, "%s/scripts/default.lua", NLGATE_SRCDIR);
 	if (access(buf, R_OK) != 0)
 		snprintf(buf, len, "/usr/share/nlgate/default.lua");
-}
-
-/* package.path: the shipped rule library, then the script's own directory. */
-static void lua_path_for(const char *script, char *buf, size_t len)
-{
-	char dir[PATH_MAX];
-
-	snprintf(dir, sizeof(dir), "%s", script);
-	snprintf(buf, len, "%s/?.lua;%s/scripts/?.lua;%s/scripts/?/init.lua", dirname(dir),
-		 NLGATE_SRCDIR, NLGATE_SRCDIR);
 }
 
 static void on_signal(struct nlg_loop *loop, int fd, uint32_t events, void *data)
@@ -157,7 +150,7 @@ int nlg_cmd_run(int argc, char **argv)
 		default_script(script, sizeof(script));
 	if (access(script, R_OK) != 0)
 		return nlg_cmd_fail("run: cannot read script %s: %s", script, strerror(errno));
-	lua_path_for(script, lpath, sizeof(lpath));
+	nlg_script_lua_path(script, lpath, sizeof(lpath));
 	so.lua_path = lpath;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -231,6 +224,9 @@ out:
 int nlg_cmd_check(int argc, char **argv)
 {
 	struct nlg_err err = {{0}};
+	/* the limits `nlgate run` starts with */
+	struct nlg_script_opts so = {.mem_limit = 256u << 20, .insn_budget = 50000000};
+	char lpath[3 * PATH_MAX];
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		fputs(check_usage, stdout);
@@ -248,8 +244,15 @@ int nlg_cmd_check(int argc, char **argv)
 	}
 	if (access(argv[1], R_OK) != 0)
 		return nlg_cmd_fail("check: cannot read %s: %s", argv[1], strerror(errno));
-	if (nlg_script_check(argv[1], &err) < 0)
+	nlg_script_lua_path(argv[1], lpath, sizeof(lpath));
+	so.lua_path = lpath;
+	if (nlg_script_check(argv[1], &so, &err) < 0) {
+		/* file:line: message; the traceback says nothing more here */
+		char *tb = strstr(err.msg, "\nstack traceback:");
+		if (tb)
+			*tb = 0;
 		return nlg_cmd_fail("check: %s", err.msg);
+	}
 	printf("%s: ok\n", argv[1]);
 	return 0;
 }

@@ -95,9 +95,11 @@ struct nlg_source {
 	void *conf;
 	void *st;
 	struct nlg_sink sink;
-	size_t rec_size; /* of the kind it emits with conf */
-	int depth;	 /* deliveries of ours on the C stack */
-	int closing;	 /* closed while depth > 0: release when it drops to 0 */
+	size_t rec_size;   /* of the kind it emits with conf */
+	int depth;	   /* deliveries of ours on the C stack */
+	int closing;	   /* closed while depth > 0: release when it drops to 0 */
+	int fake;	   /* opened nothing: records come from nlg_source_inject */
+	uint64_t injected; /* a fake's records since its last flush */
 	struct hook *hooks[NLG_SOURCE_HOOKS];
 };
 
@@ -175,6 +177,56 @@ struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_
 	return src;
 }
 
+struct nlg_source *nlg_source_open_fake(const struct nlg_source_ops *ops, struct nlg_loop *loop,
+					const void *conf, const struct nlg_sink *sink,
+					struct nlg_err *err)
+{
+	struct nlg_source *src = calloc(1, sizeof(*src));
+
+	if (!src || !(src->conf = calloc(1, ops->conf_size ? ops->conf_size : 1))) {
+		free(src);
+		nlg_err_set(err, ENOMEM, "%s: out of memory", ops->name);
+		return NULL;
+	}
+	src->ops = ops;
+	src->loop = loop;
+	src->fake = 1;
+	if (ops->conf_size)
+		memcpy(src->conf, conf, ops->conf_size);
+	src->rec_size = nlg_source_schema(ops, src->conf)->rec_size;
+	if (sink)
+		src->sink = *sink;
+	return src;
+}
+
+int nlg_source_is_fake(const struct nlg_source *src)
+{
+	return src->fake;
+}
+
+int nlg_source_inject(struct nlg_source *src, const void *rec)
+{
+	int rc;
+
+	if (src->closing)
+		return NLG_CB_STOP;
+	enter(src);
+	src->injected++;
+	rc = nlg_source_emit(src, rec);
+	leave(src);
+	return rc;
+}
+
+void nlg_source_inject_flush(struct nlg_source *src)
+{
+	if (src->closing)
+		return;
+	enter(src);
+	src->injected = 0;
+	nlg_source_flush(src);
+	leave(src);
+}
+
 void nlg_source_close(struct nlg_source *src)
 {
 	if (!src || src->closing)
@@ -206,6 +258,11 @@ int nlg_source_poll(struct nlg_source *src, struct nlg_err *err)
 
 	if (src->closing)
 		return nlg_err_set(err, EBADF, "%s source is closed", src->ops->name);
+	if (src->fake) { /* a poll ends with what was injected since the last */
+		rc = (int)src->injected;
+		nlg_source_inject_flush(src);
+		return rc;
+	}
 	if (!src->ops->poll)
 		return nlg_err_set(err, ENOTSUP, "%s: this source has no poll", src->ops->name);
 	enter(src);
@@ -216,7 +273,7 @@ int nlg_source_poll(struct nlg_source *src, struct nlg_err *err)
 
 void nlg_source_drain(struct nlg_source *src)
 {
-	if (src->closing || !src->ops->drain)
+	if (src->closing || src->fake || !src->ops->drain)
 		return;
 	enter(src);
 	src->ops->drain(src->st);
@@ -225,7 +282,7 @@ void nlg_source_drain(struct nlg_source *src)
 
 int nlg_source_busy(struct nlg_source *src)
 {
-	return !src->closing && src->ops->busy ? src->ops->busy(src->st) : 0;
+	return !src->closing && !src->fake && src->ops->busy ? src->ops->busy(src->st) : 0;
 }
 
 int nlg_source_call(struct nlg_source *src, const struct nlg_source_method *m, struct nlg_err *err)
@@ -234,6 +291,8 @@ int nlg_source_call(struct nlg_source *src, const struct nlg_source_method *m, s
 
 	if (src->closing)
 		return nlg_err_set(err, EBADF, "%s source is closed", src->ops->name);
+	if (src->fake) /* resync and the like: nothing to do */
+		return 0;
 	enter(src);
 	rc = m->fn(src->st, err);
 	leave(src);

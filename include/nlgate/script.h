@@ -54,7 +54,14 @@ uint64_t nlg_script_errors(const struct nlg_script *s);
 /* Capabilities (bits of 1 << CAP_x) the open sources need to keep running. */
 uint64_t nlg_script_caps(const struct nlg_script *s);
 
-/* Compile path without running it; err "file:line: message". */
-int nlg_script_check(const char *path, struct nlg_err *err);
+/* Run path's top level against a dry gateway in the same sandbox as
+ * nlg_script_start (o's memory limit, budget and lua_path): options are
+ * checked by each source's and output's table, nothing is opened, no timer
+ * fires. 0, or a negative errno with err "file:line: message" (and a
+ * traceback when it raised) for a syntax error, a raise or a bad option. */
+int nlg_script_check(const char *path, const struct nlg_script_opts *o, struct nlg_err *err);
+/* The require path `nlgate run` gives script: its own directory, then
+ * nlgate's scripts/ ("dir/?.lua;..."). */
+void nlg_script_lua_path(const char *script, char *buf, size_t len);
 
 #endif

@@ -112,6 +112,19 @@ int nlg_source_register(const struct nlg_source_ops *ops);
 struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_loop *loop,
 				   const void *conf, const struct nlg_sink *sink,
 				   struct nlg_err *err);
+/* A fake of the source for a dry run (`nlgate check`, the test harness):
+ * the same ops, conf (copied) and schema, but ops->open is not called and
+ * nothing is opened. Its records come from nlg_source_inject; poll ends a
+ * batch with them (returns how many), stats are zeros, extra methods do
+ * nothing and return 0; emit, flush and close are the generic ones. */
+struct nlg_source *nlg_source_open_fake(const struct nlg_source_ops *ops, struct nlg_loop *loop,
+					const void *conf, const struct nlg_sink *sink,
+					struct nlg_err *err);
+int nlg_source_is_fake(const struct nlg_source *src);
+/* Deliver a record as if the source read it (a handler may close the
+ * source meanwhile: the release waits); end the batch. */
+int nlg_source_inject(struct nlg_source *src, const void *rec);
+void nlg_source_inject_flush(struct nlg_source *src);
 /* Close: unhooks at once; if called from inside one of this source's own
  * deliveries, the rest of the release waits until that delivery returns.
  * The caller must not use src afterwards. Accepts NULL. */
