@@ -12,7 +12,7 @@
 
 #include "binding.h"
 
-#define ALERTS_KEY	 "nlgate.alerts" /* registry: the state's alert table */
+#define ALERTS_KEY	 "nlgate.alerts.table" /* registry: the state's alert table */
 #define ALERTS_MT	 "nlgate.alerts"
 #define THRESHOLD_MT	 "nlgate.threshold"
 #define NAME_LEN	 64	/* an alert's name, at most */

@@ -39,6 +39,15 @@ describe("gw.alert", function()
     assert.are.equal(3, d.keys)
   end)
 
+  it("keeps one alert table when the module is opened again", function()
+    assert.is_true(gw.alert { name = "spec.reopen", key = "k", every = "1h" })
+    package.loaded.nlgate = nil
+    local again = require "nlgate"
+    assert.is_false(again.alert { name = "spec.reopen", key = "k", every = "1h" })
+    assert.is_table(again.stats().alerts)
+    assert.is_number(again.stats().alerts.sent)
+  end)
+
   it("sends every call with every = 0", function()
     local before = gw.stats().alerts
     for _ = 1, 3 do assert.is_true(gw.alert { name = "spec.nolimit", key = 7, every = 0 }) end
