@@ -455,6 +455,7 @@ static int l_alert(lua_State *L)
 	size_t klen = 0;
 	uint64_t every = DEFAULT_EVERY_NS, now;
 	struct kent *e;
+	int rec;
 
 	nlg_gw_check_open(L, al->gw, what);
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -485,19 +486,20 @@ static int l_alert(lua_State *L)
 		lua_pushboolean(L, 0);
 		return 1;
 	}
-	lua_createtable(L, 0, 8); /* 8 */
+	lua_createtable(L, 0, 8);
+	rec = lua_gettop(L);
 	lua_pushvalue(L, 2);
-	lua_setfield(L, 8, "name");
+	lua_setfield(L, rec, "name");
 	lua_pushstring(L, sev);
-	lua_setfield(L, 8, "severity");
+	lua_setfield(L, rec, "severity");
 	lua_pushlstring(L, key, klen);
-	lua_setfield(L, 8, "key");
+	lua_setfield(L, rec, "key");
 	lua_pushstring(L, msg);
-	lua_setfield(L, 8, "message");
+	lua_setfield(L, rec, "message");
 	lua_pushliteral(L, "firing");
-	lua_setfield(L, 8, "state");
-	copy_fields(L, 6, 8);
-	alerts_send(L, al, e, 8, name, sev, key, klen, msg);
+	lua_setfield(L, rec, "state");
+	copy_fields(L, 6, rec);
+	alerts_send(L, al, e, rec, name, sev, key, klen, msg);
 	e->u.a.sent = 1;
 	e->u.a.sent_ns = now;
 	al->sent++;
