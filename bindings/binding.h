@@ -199,6 +199,12 @@ struct nlg_view *nlg_view_new(lua_State *L, const struct nlg_schema *s);
 struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const void *rec);
 /* The view at idx, or NULL if it is not one. */
 struct nlg_view *nlg_view_test(lua_State *L, int idx);
+/* Fill rec (zeroed first) from the table at idx by the schema: fields by
+ * name (an unknown one raises "what: unknown field 'x' for KIND"), numbers
+ * checked against the field's width, enums and flags by name or number,
+ * addresses as text, booleans; a field's group becomes present; a `family`
+ * left out takes the first address's. Raises "what: ..." on a bad value. */
+void nlg_view_fill(lua_State *L, int idx, const struct nlg_schema *s, void *rec, const char *what);
 /* Push a record field's value (nil when absent). */
 void nlg_view_push_field(lua_State *L, const struct nlg_schema *s, int fi, const void *rec);
 /* Push a table copy of the record. */

@@ -3,6 +3,8 @@
  * Lua values packed as msgpack for out:send(tag, table). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <strings.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,6 +287,199 @@ struct nlg_view *nlg_view_copy(lua_State *L, const struct nlg_schema *s, const v
 	v->rec = v + 1;
 	v->owned = 1;
 	return v;
+}
+
+/* ---- a record from a table (the test harness) ------------------------------ */
+
+/* A name's index in a NULL-terminated list (case-insensitive), or -1. */
+static int name_index(const char *const *names, const char *name)
+{
+	for (int i = 0; names && names[i]; i++)
+		if (!strcasecmp(names[i], name))
+			return i;
+	return -1;
+}
+
+static void store_uint(void *p, size_t size, uint64_t v)
+{
+	switch (size) {
+	case 1:
+		*(uint8_t *)p = (uint8_t)v;
+		break;
+	case 2:
+		*(uint16_t *)p = (uint16_t)v;
+		break;
+	case 4:
+		*(uint32_t *)p = (uint32_t)v;
+		break;
+	default:
+		*(uint64_t *)p = v;
+	}
+}
+
+/* The value at -1 as an integer of the field's width, or raise. */
+static uint64_t fill_int(lua_State *L, const struct nlg_field *f, const char *what)
+{
+	int ok;
+	lua_Integer v = lua_tointegerx(L, -1, &ok);
+	int is_signed = f->type == NLG_T_I32 || f->type == NLG_T_I64;
+	unsigned bits = f->size * 8;
+
+	if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+		luaL_error(L, "%s: field '%s' takes an integer, not %s", what, f->name,
+			   lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
+	if (!is_signed && bits < 64 && (v < 0 || (uint64_t)v >> bits))
+		luaL_error(L, "%s: field '%s': %I does not fit %u bits", what, f->name, v, bits);
+	if (is_signed && bits == 32 && (v < INT32_MIN || v > INT32_MAX))
+		luaL_error(L, "%s: field '%s': %I does not fit 32 bits", what, f->name, v);
+	return (uint64_t)v;
+}
+
+/* A flags value: a number, "A|B", {"A", "B"} or {A = true}. */
+static uint32_t fill_flags(lua_State *L, const struct nlg_field *f, const char *what)
+{
+	uint32_t v = 0;
+	int t = lua_type(L, -1);
+
+	if (t == LUA_TNUMBER)
+		return (uint32_t)fill_int(L, f, what);
+	if (t == LUA_TSTRING) {
+		const char *s = lua_tostring(L, -1);
+		while (*s) {
+			char name[64];
+			size_t n = strcspn(s, "|, ");
+			int i;
+			if (n && n < sizeof(name)) {
+				memcpy(name, s, n);
+				name[n] = 0;
+				if ((i = name_index(f->names, name)) < 0 || i >= 32)
+					luaL_error(L, "%s: field '%s': unknown flag '%s'", what,
+						   f->name, name);
+				v |= 1u << i;
+			}
+			s += n + (s[n] != 0);
+		}
+		return v;
+	}
+	if (t != LUA_TTABLE)
+		luaL_error(L,
+			   "%s: field '%s' takes flags (\"A|B\", {\"A\", \"B\"} or a number), "
+			   "not %s",
+			   what, f->name, luaL_typename(L, -1));
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *name = lua_type(L, -2) == LUA_TSTRING   ? lua_tostring(L, -2)
+				   : lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+								    : NULL;
+		int i = name ? name_index(f->names, name) : -1;
+		if (i < 0 || i >= 32)
+			luaL_error(L, "%s: field '%s': unknown flag '%s'", what, f->name,
+				   name ? name : "?");
+		if (lua_type(L, -2) != LUA_TSTRING || lua_toboolean(L, -1))
+			v |= 1u << i;
+		lua_pop(L, 1);
+	}
+	return v;
+}
+
+/* Field f of rec from the value at -1. */
+static void fill_field(lua_State *L, const struct nlg_field *f, void *rec, const char *what)
+{
+	char *p = (char *)rec + f->offset;
+	int t = lua_type(L, -1);
+
+	switch (f->type) {
+	case NLG_T_BOOL:
+		if (t != LUA_TBOOLEAN)
+			luaL_error(L, "%s: field '%s' takes true or false, not %s", what, f->name,
+				   luaL_typename(L, -1));
+		*(uint8_t *)p = (uint8_t)lua_toboolean(L, -1);
+		return;
+	case NLG_T_ENUM: {
+		int i;
+		if (t == LUA_TSTRING) {
+			if ((i = name_index(f->names, lua_tostring(L, -1))) < 0)
+				luaL_error(L, "%s: field '%s': unknown name '%s'", what, f->name,
+					   lua_tostring(L, -1));
+			*(uint8_t *)p = (uint8_t)i;
+		} else {
+			*(uint8_t *)p = (uint8_t)fill_int(L, f, what);
+		}
+		return;
+	}
+	case NLG_T_FLAGS:
+		store_uint(p, f->size, fill_flags(L, f, what));
+		return;
+	case NLG_T_ADDR: {
+		struct nlg_addr *a = (struct nlg_addr *)p;
+		const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		memset(a, 0, sizeof(*a));
+		if (s && inet_pton(AF_INET, s, a->bytes) == 1)
+			a->family = AF_INET;
+		else if (s && inet_pton(AF_INET6, s, a->bytes) == 1)
+			a->family = AF_INET6;
+		else
+			luaL_error(L, "%s: field '%s' takes an address as text, not %s", what,
+				   f->name, s ? s : luaL_typename(L, -1));
+		return;
+	}
+	case NLG_T_STR: {
+		size_t n;
+		const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+		if (!s || n >= f->size)
+			luaL_error(L, "%s: field '%s' takes a string of at most %d bytes", what,
+				   f->name, (int)f->size - 1);
+		memset(p, 0, f->size);
+		memcpy(p, s, n);
+		return;
+	}
+	case NLG_T_HEX: {
+		size_t n;
+		const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+		if (!s || n != 2 * (size_t)f->size)
+			luaL_error(L, "%s: field '%s' takes %d hex digits", what, f->name,
+				   2 * (int)f->size);
+		for (size_t i = 0; i < f->size; i++) {
+			unsigned b;
+			char two[3] = {s[2 * i], s[2 * i + 1], 0};
+			if (sscanf(two, "%2x", &b) != 1)
+				luaL_error(L, "%s: field '%s': bad hex '%s'", what, f->name, s);
+			((uint8_t *)p)[i] = (uint8_t)b;
+		}
+		return;
+	}
+	default:
+		store_uint(p, f->size, fill_int(L, f, what));
+	}
+}
+
+void nlg_view_fill(lua_State *L, int idx, const struct nlg_schema *s, void *rec, const char *what)
+{
+	uint64_t *present = (uint64_t *)((char *)rec + s->present_off);
+	int family = nlg_schema_field(s, "family"), family_set = 0, addr_family = 0;
+
+	idx = lua_absindex(L, idx);
+	luaL_checktype(L, idx, LUA_TTABLE);
+	memset(rec, 0, s->rec_size);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		int fi =
+		    lua_type(L, -2) == LUA_TSTRING ? nlg_schema_field(s, lua_tostring(L, -2)) : -1;
+		if (fi < 0)
+			luaL_error(L, "%s: unknown field '%s' for %s (see `nlgate fields %s`)",
+				   what, luaL_tolstring(L, -2, NULL), s->kind, s->kind);
+		fill_field(L, &s->fields[fi], rec, what);
+		*present |= s->fields[fi].group;
+		family_set |= fi == family;
+		if (s->fields[fi].type == NLG_T_ADDR && !addr_family)
+			addr_family =
+			    ((const struct nlg_addr *)((char *)rec + s->fields[fi].offset))->family;
+		lua_pop(L, 1);
+	}
+	/* An address says its family: a record given src = "10.0.0.1" is inet
+	 * unless the table says otherwise. */
+	if (family >= 0 && !family_set && addr_family && s->fields[family].size == 1)
+		*((uint8_t *)rec + s->fields[family].offset) = (uint8_t)addr_family;
 }
 
 /* ---- batches ------------------------------------------------------------- */

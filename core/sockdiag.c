@@ -417,6 +417,51 @@ bad:
 	return -EPROTO;
 }
 
+/* ---- recorded replies ------------------------------------------------------ */
+
+/* The protocol of a recorded reply: INET_DIAG_PROTOCOL where the kernel
+ * put it, else TCP for a TCPDIAG_GETSOCK reply (the legacy dump is TCP
+ * only), else fallback. */
+static int reply_proto(const struct nlmsghdr *nlh, int fallback)
+{
+	const struct nlattr *a;
+
+	if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(struct inet_diag_msg))
+		mnl_attr_for_each(a, nlh, sizeof(struct inet_diag_msg))
+		{
+			if (mnl_attr_get_type(a) == INET_DIAG_PROTOCOL &&
+			    mnl_attr_get_payload_len(a) >= 1)
+				return *(const uint8_t *)mnl_attr_get_payload(a);
+		}
+	return nlh->nlmsg_type == TCPDIAG_GETSOCK ? IPPROTO_TCP : fallback;
+}
+
+int nlg_sockdiag_replay(const void *buf, size_t len, nlg_sock_fn *fn, void *data,
+			struct nlg_err *err)
+{
+	const struct nlmsghdr *nlh = buf;
+	int rest = (int)(len > INT32_MAX ? INT32_MAX : len), n = 0;
+	struct nlg_sock rec;
+
+	for (; mnl_nlmsg_ok(nlh, rest); nlh = mnl_nlmsg_next(nlh, &rest)) {
+		if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
+			continue; /* DONE, ERROR, NOOP: the dumps' ends */
+		if (nlg_sock_decode(nlh, reply_proto(nlh, IPPROTO_TCP), &rec) < 0)
+			return nlg_err_set(err, EPROTO, "a malformed reply at byte %zu",
+					   (size_t)((const char *)nlh - (const char *)buf));
+		n++;
+		int rc = fn(&rec, data);
+		if (rc == NLG_CB_STOP)
+			return n;
+		if (rc != NLG_CB_OK)
+			return nlg_err_set(err, ECANCELED, "stopped at record %d", n);
+	}
+	if (rest > 0)
+		return nlg_err_set(err, EPROTO, "not a recorded netlink dump (byte %zu)",
+				   (size_t)((const char *)nlh - (const char *)buf));
+	return n;
+}
+
 /* ---- requests and the poll ------------------------------------------------ */
 
 /* One request of a poll; a poll walks this table in order. */
