@@ -258,6 +258,9 @@ void nlg_lua_alert_open(lua_State *L);
 void nlg_lua_timer_register(lua_State *L);
 int nlg_lua_every(lua_State *L);
 int nlg_lua_after(lua_State *L);
+/* gw.counter, gw.rate, gw.topk, gw.distinct, gw.quantiles, gw.ewma into the
+ * table on top (lua_agg.c, lua_agg_kinds.c). */
+void nlg_lua_agg_open(lua_State *L);
 
 /* Register a userdata class: metatable mt, methods as __index, gc as __gc. */
 void nlg_lua_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc);

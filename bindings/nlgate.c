@@ -171,6 +171,7 @@ int luaopen_nlgate(lua_State *L)
 		gw_create(L);
 	lua_pop(L, 1);
 	luaL_newlib(L, gw_funcs);
+	nlg_lua_agg_open(L);
 	for (size_t i = 0; (src = nlg_source_at(i)); i++) {
 		nlg_lua_push_source_ctor(L, src);
 		lua_setfield(L, -2, src->name);

@@ -1,0 +1,993 @@
+/* The aggregators' shared half: keys read in C from record views (or plain
+ * values), panes of key → value tables, tumbling and sliding windows
+ * closing on the gateway clock from a loop timer, on_close with a read-only
+ * window object, and the methods every aggregator answers. The values
+ * themselves are lua_agg_kinds.c's. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "lua_agg.h"
+
+#define SELF_KEY "nlgate.agg.self" /* weak: agg pointer → its userdata */
+
+uint64_t agg_seed(void)
+{
+	static uint64_t seed;
+
+	/* One seed per process (merges reuse stored hashes), random so keys
+	 * from the network cannot be chosen to collide. */
+	if (!seed && getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = nlg_realtime_ns() ^ (uint64_t)(uintptr_t)&seed;
+	seed |= 1;
+	return seed;
+}
+
+int agg_oom(lua_State *L, struct agg *a)
+{
+	return luaL_error(L, "%s: out of memory", a->type->name);
+}
+
+void agg_push_number(lua_State *L, double v)
+{
+	if (v == floor(v) && fabs(v) < 9007199254740992.0)
+		lua_pushinteger(L, (lua_Integer)v);
+	else
+		lua_pushnumber(L, v);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+static void parse_names(lua_State *L, int idx, struct agg_keyspec *ks, const char *opt,
+			const char *what)
+{
+	int n = 0;
+
+	ks->nf = 0;
+	if (lua_isnil(L, idx))
+		return;
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		lua_newtable(L);
+		lua_pushvalue(L, idx);
+		lua_rawseti(L, -2, 1);
+		idx = lua_gettop(L);
+	}
+	if (lua_type(L, idx) != LUA_TTABLE)
+		luaL_error(L, "%s: %s must be a field name or a list of them", what, opt);
+	n = (int)lua_rawlen(L, idx);
+	if (n < 1 || n > AGG_MAXF)
+		luaL_error(L, "%s: %s takes 1 to %d field names", what, opt, AGG_MAXF);
+	for (int i = 0; i < n; i++) {
+		size_t len;
+		lua_rawgeti(L, idx, i + 1);
+		const char *s = lua_tolstring(L, -1, &len);
+		if (lua_type(L, -1) != LUA_TSTRING || !len || len >= sizeof(ks->names[i]))
+			luaL_error(L, "%s: %s must be field names", what, opt);
+		memcpy(ks->names[i], s, len + 1);
+		lua_pop(L, 1);
+	}
+	ks->nf = n;
+}
+
+/* The fields of record kind s for ks; the first kind seen fixes the key
+ * layout, a later one must agree with it. */
+static const struct agg_kmap *kmap_for(lua_State *L, struct agg *a, struct agg_keyspec *ks,
+				       const struct nlg_schema *s)
+{
+	struct agg_kmap m = {.s = s};
+	size_t klen = 0;
+	int fi[AGG_MAXF];
+
+	for (int i = 0; i < ks->nkinds; i++)
+		if (ks->kinds[i].s == s)
+			return &ks->kinds[i];
+	if (ks->nkinds == AGG_KINDS)
+		luaL_error(L, "%s: views of more than %d record kinds", a->type->name, AGG_KINDS);
+	for (int i = 0; i < ks->nf; i++) {
+		const struct nlg_field *f;
+		if ((fi[i] = nlg_schema_field(s, ks->names[i])) < 0)
+			luaL_error(L, "%s: %s records have no field '%s' (see `nlgate fields %s`)",
+				   a->type->name, s->kind, ks->names[i], s->kind);
+		f = &s->fields[fi[i]];
+		m.f[i].off = f->offset;
+		m.f[i].group = f->group;
+		m.f[i].how = f->type == NLG_T_ADDR  ? AGG_ADDR
+			     : f->type == NLG_T_STR ? AGG_STR
+						    : AGG_COPY;
+		m.f[i].psize = f->type == NLG_T_ADDR ? 17 : f->size;
+		if (ks->nkinds) {
+			const struct nlg_schema *s0 = ks->kinds[0].s;
+			const struct nlg_field *f0 = &s0->fields[ks->fi0[i]];
+			if (f0->type != f->type || f0->size != f->size || f0->names != f->names)
+				luaL_error(
+				    L, "%s: field '%s' of %s records is not of the type %s's is",
+				    a->type->name, ks->names[i], s->kind, s0->kind);
+		}
+		klen += 1 + m.f[i].psize;
+	}
+	if (klen > AGG_KEYMAX)
+		luaL_error(L, "%s: key fields too large (%zu bytes)", a->type->name, klen);
+	if (!ks->nkinds) {
+		if (ks == &a->by) {
+			a->rec = nlg_agg_realloc(&a->mem, NULL, 0, s->rec_size);
+			if (!a->rec)
+				agg_oom(L, a);
+		}
+		memcpy(ks->fi0, fi, sizeof(fi));
+		ks->klen = klen;
+	}
+	ks->kinds[ks->nkinds] = m;
+	return &ks->kinds[ks->nkinds++];
+}
+
+static size_t key_rec(const struct agg_keyspec *ks, const struct agg_kmap *m, const void *rec,
+		      unsigned char *kb)
+{
+	const unsigned char *r = rec;
+	unsigned char *p = kb;
+	uint64_t present;
+
+	memcpy(&present, r + m->s->present_off, 8);
+	for (int i = 0; i < ks->nf; i++) {
+		const struct agg_kf *f = &m->f[i];
+		const unsigned char *src = r + f->off;
+		int ok = !f->group || (present & f->group);
+
+		if (ok && f->how == AGG_COPY) {
+			p[0] = 1;
+			memcpy(p + 1, src, f->psize);
+		} else if (ok && f->how == AGG_ADDR && ((const struct nlg_addr *)src)->family) {
+			const struct nlg_addr *ad = (const void *)src;
+			size_t n = ad->family == AF_INET ? 4 : 16;
+			p[0] = 1;
+			p[1] = ad->family;
+			memcpy(p + 2, ad->bytes, n);
+			memset(p + 2 + n, 0, 16 - n);
+		} else if (ok && f->how == AGG_STR) {
+			size_t n = strnlen((const char *)src, f->psize);
+			p[0] = 1;
+			memcpy(p + 1, src, n);
+			memset(p + 1 + n, 0, f->psize - n);
+		} else
+			memset(p, 0, 1 + (size_t)f->psize); /* absent */
+		p += 1 + f->psize;
+	}
+	return (size_t)(p - kb);
+}
+
+static struct nlg_view *view_at(lua_State *L, int idx)
+{
+	struct nlg_view *v = lua_touserdata(L, idx);
+
+	/* As the view's own __index: size and magic, no registry lookup. */
+	if (!v || lua_rawlen(L, idx) < sizeof(*v) || v->magic != NLG_VIEW_MAGIC)
+		return NULL;
+	if (!v->rec)
+		luaL_error(L, "%s record used after its handler returned (copy it with r:table())",
+			   v->s->kind);
+	return v;
+}
+
+int agg_is_view(lua_State *L, int idx)
+{
+	return view_at(L, idx) != NULL;
+}
+
+size_t agg_plain(lua_State *L, int idx, unsigned char *kb, int nil_ok, const char *what)
+{
+	size_t n;
+	const char *s;
+	lua_Integer i;
+	double d;
+
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &n);
+		if (n > AGG_PLAINMAX)
+			luaL_error(L, "%s: key longer than %d bytes", what, AGG_PLAINMAX);
+		kb[0] = 's';
+		memcpy(kb + 1, s, n);
+		return n + 1;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx)) {
+			i = lua_tointeger(L, idx);
+		} else {
+			d = lua_tonumber(L, idx);
+			if (d != d)
+				luaL_error(L, "%s: a key cannot be NaN", what);
+			/* 2 and 2.0 are one key, as in a Lua table */
+			if (!(d == floor(d) && d >= -9223372036854775808.0 &&
+			      d < 9223372036854775808.0)) {
+				kb[0] = 'f';
+				memcpy(kb + 1, &d, 8);
+				return 9;
+			}
+			i = (lua_Integer)d;
+		}
+		kb[0] = 'i';
+		memcpy(kb + 1, &i, 8);
+		return 9;
+	case LUA_TBOOLEAN:
+		kb[0] = 'b';
+		kb[1] = (unsigned char)lua_toboolean(L, idx);
+		return 2;
+	case LUA_TNIL:
+	case LUA_TNONE:
+		if (nil_ok) {
+			kb[0] = 'n';
+			return 1;
+		}
+		/* fallthrough */
+	default:
+		return (size_t)luaL_error(L, "%s: a key is a string, number or boolean, not %s",
+					  what, luaL_typename(L, idx));
+	}
+}
+
+static void push_plain(lua_State *L, const unsigned char *k, size_t kl)
+{
+	lua_Integer i;
+	double d;
+
+	switch (k[0]) {
+	case 's':
+		lua_pushlstring(L, (const char *)k + 1, kl - 1);
+		return;
+	case 'i':
+		memcpy(&i, k + 1, 8);
+		lua_pushinteger(L, i);
+		return;
+	case 'f':
+		memcpy(&d, k + 1, 8);
+		lua_pushnumber(L, d);
+		return;
+	case 'b':
+		lua_pushboolean(L, k[1]);
+		return;
+	default:
+		lua_pushnil(L);
+	}
+}
+
+/* A Lua value for field f (of kinds[0]) into its 1 + psize key bytes. */
+static void value_bytes(lua_State *L, struct agg *a, int idx, const struct nlg_field *f,
+			unsigned char *p)
+{
+	size_t psize = f->type == NLG_T_ADDR ? 17 : f->size, n;
+	const char *s;
+	lua_Integer v = 0;
+	int t = lua_type(L, idx);
+
+	memset(p, 0, 1 + psize);
+	if (t == LUA_TNIL || t == LUA_TNONE)
+		return;
+	p[0] = 1;
+	switch (f->type) {
+	case NLG_T_ADDR: {
+		struct in6_addr b;
+		s = lua_tostring(L, idx);
+		if (t == LUA_TSTRING && inet_pton(AF_INET, s, &b) == 1) {
+			p[1] = AF_INET;
+			memcpy(p + 2, &b, 4);
+		} else if (t == LUA_TSTRING && inet_pton(AF_INET6, s, &b) == 1) {
+			p[1] = AF_INET6;
+			memcpy(p + 2, &b, 16);
+		} else
+			goto bad;
+		return;
+	}
+	case NLG_T_STR:
+		s = lua_tolstring(L, idx, &n);
+		if (t != LUA_TSTRING || n > psize)
+			goto bad;
+		memcpy(p + 1, s, n);
+		return;
+	case NLG_T_HEX:
+		s = lua_tolstring(L, idx, &n);
+		if (t != LUA_TSTRING || n != 2 * psize)
+			goto bad;
+		for (size_t i = 0; i < psize; i++) {
+			unsigned x;
+			if (sscanf(s + 2 * i, "%2x", &x) != 1)
+				goto bad;
+			p[1 + i] = (unsigned char)x;
+		}
+		return;
+	case NLG_T_BOOL:
+		if (t != LUA_TBOOLEAN)
+			goto bad;
+		p[1] = (unsigned char)lua_toboolean(L, idx);
+		return;
+	case NLG_T_ENUM:
+		if (t == LUA_TSTRING) {
+			s = lua_tostring(L, idx);
+			for (v = 0; f->names && f->names[v] && strcmp(f->names[v], s); v++)
+				;
+			if (!f->names || !f->names[v])
+				goto bad;
+		} else if (!lua_isinteger(L, idx) &&
+			   !(t == LUA_TNUMBER &&
+			     lua_tonumber(L, idx) == floor(lua_tonumber(L, idx))))
+			goto bad;
+		else
+			v = (lua_Integer)lua_tonumber(L, idx);
+		p[1] = (unsigned char)v;
+		return;
+	case NLG_T_FLAGS:
+		if (t == LUA_TTABLE) {
+			for (unsigned b = 0; f->names && f->names[b] && b < 32; b++) {
+				lua_getfield(L, idx, f->names[b]);
+				if (lua_toboolean(L, -1))
+					v |= (lua_Integer)1 << b;
+				lua_pop(L, 1);
+			}
+			break;
+		}
+		/* a number: as the integers */
+		__attribute__((fallthrough));
+	default:
+		if (t != LUA_TNUMBER || lua_tonumber(L, idx) != floor(lua_tonumber(L, idx)))
+			goto bad;
+		v = lua_isinteger(L, idx) ? lua_tointeger(L, idx)
+					  : (lua_Integer)lua_tonumber(L, idx);
+		break;
+	}
+	{ /* integers: the field's width, host order, as in the record */
+		uint64_t u = (uint64_t)v;
+		uint32_t u32 = (uint32_t)u;
+		uint16_t u16 = (uint16_t)u;
+		uint8_t u8 = (uint8_t)u;
+		memcpy(p + 1,
+		       psize == 8   ? (void *)&u
+		       : psize == 4 ? (void *)&u32
+		       : psize == 2 ? (void *)&u16
+				    : (void *)&u8,
+		       psize);
+	}
+	return;
+bad:
+	luaL_error(L, "%s: a %s is no key for '%s' (a %s field)", a->type->name,
+		   luaL_typename(L, idx), f->name, nlg_ftype_name(f->type));
+}
+
+size_t agg_key(lua_State *L, struct agg *a, int idx, unsigned char *kb, int nil_ok)
+{
+	struct nlg_view *v;
+
+	if (!a->by.nf)
+		return agg_plain(L, idx, kb, nil_ok, a->type->name);
+	if ((v = view_at(L, idx))) {
+		const struct agg_kmap *m =
+		    v->s == a->by.kinds[0].s ? &a->by.kinds[0] : kmap_for(L, a, &a->by, v->s);
+		return key_rec(&a->by, m, v->rec, kb);
+	}
+	if (a->by.nkinds) /* keyed like a view would be */
+		return agg_key_read(L, a, idx, kb);
+	return (size_t)luaL_error(L, "%s: with by, the key comes from a record view (got a %s)",
+				  a->type->name, luaL_typename(L, idx));
+}
+
+size_t agg_key_read(lua_State *L, struct agg *a, int idx, unsigned char *kb)
+{
+	const struct nlg_schema *s0 = a->by.kinds[0].s;
+	unsigned char *p = kb;
+
+	if (!a->by.nf)
+		return agg_plain(L, idx, kb, 1, a->type->name);
+	if (view_at(L, idx))
+		return agg_key(L, a, idx, kb, 0);
+	if (!s0)
+		return 0;
+	if (a->by.nf == 1) {
+		value_bytes(L, a, idx, &s0->fields[a->by.fi0[0]], kb);
+		return a->by.klen;
+	}
+	if (lua_type(L, idx) != LUA_TTABLE)
+		luaL_error(L, "%s: a key of several fields is a table {field = value}",
+			   a->type->name);
+	for (int i = 0; i < a->by.nf; i++) {
+		const struct nlg_field *f = &s0->fields[a->by.fi0[i]];
+		lua_getfield(L, idx, a->by.names[i]);
+		value_bytes(L, a, lua_gettop(L), f, p);
+		lua_pop(L, 1);
+		p += 1 + (f->type == NLG_T_ADDR ? 17 : f->size);
+	}
+	return a->by.klen;
+}
+
+size_t agg_item_view(lua_State *L, struct agg *a, int idx, unsigned char *kb)
+{
+	struct nlg_view *v = view_at(L, idx);
+
+	if (!v)
+		return (size_t)luaL_error(L, "%s: with of, the item comes from a record view",
+					  a->type->name);
+	return key_rec(&a->of, kmap_for(L, a, &a->of, v->s), v->rec, kb);
+}
+
+/* A key's fields written back into a record of the first kind, then
+ * pushed as the view would push them. */
+void agg_push_key(lua_State *L, struct agg *a, const unsigned char *k, size_t kl)
+{
+	const struct nlg_schema *s = a->by.kinds[0].s;
+	uint64_t present = 0;
+	const unsigned char *p = k;
+
+	if (!a->by.nf) {
+		push_plain(L, k, kl);
+		return;
+	}
+	memset(a->rec, 0, s->rec_size);
+	for (int i = 0; i < a->by.nf; i++) {
+		const struct nlg_field *f = &s->fields[a->by.fi0[i]];
+		const struct agg_kf *kf = &a->by.kinds[0].f[i];
+		unsigned char *dst = a->rec + f->offset;
+		if (p[0]) {
+			present |= f->group;
+			if (kf->how == AGG_ADDR) {
+				struct nlg_addr *ad = (void *)dst;
+				ad->family = p[1];
+				memcpy(ad->bytes, p + 2, 16);
+			} else
+				memcpy(dst, p + 1, kf->psize);
+		}
+		p += 1 + kf->psize;
+	}
+	memcpy(a->rec + s->present_off, &present, 8);
+	if (a->by.nf == 1) {
+		nlg_view_push_field(L, s, a->by.fi0[0], a->rec);
+		return;
+	}
+	lua_createtable(L, 0, a->by.nf);
+	for (int i = 0; i < a->by.nf; i++) {
+		nlg_view_push_field(L, s, a->by.fi0[i], a->rec);
+		lua_setfield(L, -2, a->by.names[i]);
+	}
+}
+
+/* ---- panes ------------------------------------------------------------------ */
+
+static void val_free(void *v, void *ctx)
+{
+	struct agg *a = ctx;
+	a->type->free(v, a);
+}
+
+static int pane_init(struct agg *a, union agg_pane *p, uint32_t max_keys)
+{
+	if (a->type->kind == AGG_TOPK)
+		return nlg_topk_init(&p->k, &a->mem, a->k * 4);
+	/* a plain key's tag and a short string inline; keys from views all
+	 * have one length, which the first sets */
+	nlg_agg_table_init(&p->t, &a->mem, a->by.nf ? 0 : 24, a->type->vsize, max_keys);
+	if (a->type->free) {
+		p->t.val_free = val_free;
+		p->t.ctx = a;
+	}
+	return 0;
+}
+
+static void pane_clear(struct agg *a, union agg_pane *p)
+{
+	if (a->type->kind == AGG_TOPK) {
+		nlg_topk_clear(&p->k);
+		return;
+	}
+	a->dropped += p->t.dropped;
+	p->t.dropped = 0;
+	nlg_agg_table_clear(&p->t);
+}
+
+static void pane_free(struct agg *a, union agg_pane *p)
+{
+	if (a->type->kind == AGG_TOPK) {
+		nlg_topk_free(&p->k);
+		return;
+	}
+	a->dropped += p->t.dropped;
+	nlg_agg_table_free(&p->t);
+}
+
+/* Merge src into dst (src may belong to another aggregator of the type). */
+static int pane_merge(struct agg *a, union agg_pane *dst, const union agg_pane *src)
+{
+	if (a->type->kind == AGG_TOPK)
+		return nlg_topk_merge(&dst->k, &src->k);
+	for (uint32_t i = 0; i < src->t.n; i++) {
+		size_t kl;
+		const void *k = nlg_agg_table_key(&src->t, i, &kl);
+		void *v;
+		int rc = nlg_agg_table_put(&dst->t, k, kl, nlg_agg_table_hash(&src->t, i), &v);
+		if (rc == -ENOSPC)
+			continue;
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && a->type->init && (rc = a->type->init(a, v)) < 0) {
+			nlg_agg_table_del_at(&dst->t, dst->t.n - 1);
+			return rc;
+		}
+		if ((rc = a->type->merge(a, v, nlg_agg_table_val(&src->t, i))) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void *agg_slot(lua_State *L, struct agg *a, const void *kb, size_t kl, uint64_t h)
+{
+	struct nlg_agg_table *t = &a->panes[a->cur].t;
+	void *v;
+	int rc = nlg_agg_table_put(t, kb, kl, h, &v);
+
+	if (rc == 1 && a->type->init && a->type->init(a, v) < 0) {
+		nlg_agg_table_del_at(t, t->n - 1);
+		agg_oom(L, a);
+	}
+	if (rc == -ENOSPC)
+		return NULL;
+	if (rc < 0)
+		agg_oom(L, a);
+	return v;
+}
+
+/* ---- readers ---------------------------------------------------------------- */
+
+static uint64_t live_start(const struct agg *a)
+{
+	int64_t s = a->window_ns ? (int64_t)(a->pane_start + a->slide_ns) - (int64_t)a->window_ns
+				 : (int64_t)a->since;
+	return s > (int64_t)a->since ? (uint64_t)s : a->since;
+}
+
+void agg_reader(lua_State *L, int idx, const struct agg_type *type, struct agg_reader *r)
+{
+	void *u = lua_touserdata(L, idx);
+	size_t len = lua_rawlen(L, idx);
+	struct agg *a = u;
+	struct agg_win *w = u;
+
+	if (u && len == sizeof(*a) && a->magic == AGG_MAGIC && (!type || a->type == type)) {
+		r->a = a;
+		r->p = a->npanes == 1 ? &a->panes[0] : NULL;
+		r->start = live_start(a);
+		r->end = nlg_gw_clock_ns(a->gw);
+		r->closed = 0;
+		return;
+	}
+	if (u && len == sizeof(*w) && w->magic == WIN_MAGIC && (!type || w->a->type == type)) {
+		if (!w->valid)
+			luaL_error(L, "%s window used after its on_close returned",
+				   w->a->type->name);
+		r->a = w->a;
+		r->p = w->p;
+		r->start = w->since;
+		r->end = w->end;
+		r->closed = 1;
+		return;
+	}
+	luaL_typeerror(L, idx, type ? type->mt : "aggregator");
+}
+
+union agg_pane *agg_read_pane(lua_State *L, struct agg_reader *r)
+{
+	struct agg *a = r->a;
+	union agg_pane *live = &a->panes[a->npanes + 1];
+
+	if (r->p)
+		return r->p;
+	pane_clear(a, live);
+	for (unsigned i = 0; i < a->npanes; i++)
+		if (pane_merge(a, live, &a->panes[i]) < 0)
+			agg_oom(L, a);
+	return r->p = live;
+}
+
+/* ---- windows ----------------------------------------------------------------- */
+
+static void win_close(lua_State *L, struct agg *a)
+{
+	struct nlg_gw *gw = a->gw;
+	uint64_t end = a->pane_start + a->slide_ns;
+	union agg_pane *closed = &a->panes[a->npanes];
+
+	pane_clear(a, closed);
+	if (a->npanes == 1) { /* the pane becomes the closed window; adds go on */
+		union agg_pane t = *closed;
+		*closed = a->panes[0];
+		a->panes[0] = t;
+		if (a->type->kind != AGG_TOPK) {
+			a->panes[0].t.max_keys = a->max_keys;
+			closed->t.max_keys = 0;
+		}
+	} else {
+		for (unsigned i = 0; i < a->npanes; i++)
+			if (pane_merge(a, closed, &a->panes[i]) < 0)
+				nlg_gw_log("%s: out of memory merging a window's panes",
+					   a->type->name);
+		a->cur = (a->cur + 1) % a->npanes;
+		pane_clear(a, &a->panes[a->cur]); /* the oldest leaves the window */
+	}
+	a->pane_start = end;
+	a->windows++;
+	if (a->on_close_ref != LUA_NOREF) {
+		struct agg_win *w = lua_newuserdatauv(L, sizeof(*w), 0);
+		int64_t start = (int64_t)end - (int64_t)a->window_ns;
+		*w = (struct agg_win){.magic = WIN_MAGIC,
+				      .a = a,
+				      .p = closed,
+				      .start = start,
+				      .end = end,
+				      .since =
+					  start > (int64_t)a->since ? (uint64_t)start : a->since,
+				      .valid = 1};
+		luaL_setmetatable(L, a->type->win_mt);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, a->on_close_ref);
+		lua_pushvalue(L, -2);
+		int rc = nlg_gw_call(gw, L, 1, a->type->what);
+		nlg_gw_outcome(gw, L, rc, &a->fails, &a->on_close_ref, a->type->what);
+		w->valid = 0;
+		lua_pop(L, 1);
+	}
+	pane_clear(a, closed);
+}
+
+static int64_t next_delay(const struct agg *a, uint64_t now)
+{
+	uint64_t end = a->pane_start + a->slide_ns, ms;
+
+	ms = end > now ? (end - now + 999999) / 1000000 : 1;
+	/* a clock set back far: look again each slide, not once in an hour */
+	if (ms > a->slide_ns / 1000000)
+		ms = a->slide_ns / 1000000;
+	return ms ? (int64_t)ms : 1;
+}
+
+static int64_t win_fire(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct agg *a = data;
+	struct nlg_gw *gw = a->gw;
+	lua_State *L = gw->L;
+	uint64_t now = nlg_gw_clock_ns(gw);
+	unsigned n = 0;
+
+	NLG_UNUSED(loop);
+	NLG_UNUSED(id);
+	if (gw->quiet) {
+		a->timer_id = 0;
+		return -1;
+	}
+	if (now < a->pane_start + a->slide_ns) /* early, or the clock went back */
+		return next_delay(a, now);
+	/* On the stack while on_close runs, so it cannot be collected. */
+	lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY);
+	if (lua_rawgetp(L, -1, a) != LUA_TUSERDATA) { /* being finalized */
+		lua_pop(L, 2);
+		a->timer_id = 0;
+		return -1;
+	}
+	while (now >= a->pane_start + a->slide_ns) {
+		if (n++ == AGG_CATCHUP) { /* a jump: the rest are empty, skip them */
+			uint64_t start = now - now % a->slide_ns;
+			a->skipped += (start - a->pane_start) / a->slide_ns;
+			a->pane_start = start;
+			for (unsigned i = 0; i < a->npanes; i++)
+				pane_clear(a, &a->panes[i]);
+			break;
+		}
+		win_close(L, a);
+	}
+	lua_pop(L, 2);
+	return next_delay(a, now);
+}
+
+/* ---- construction ------------------------------------------------------------ */
+
+static int agg_gc(lua_State *L)
+{
+	struct agg *a = lua_touserdata(L, 1);
+
+	if (a->timer_id > 0 && a->gw && a->gw->loop)
+		nlg_loop_del_timer(a->gw->loop, a->timer_id);
+	a->timer_id = 0;
+	if (a->panes) {
+		for (unsigned i = 0; i < a->npanes + 2; i++)
+			pane_free(a, &a->panes[i]);
+		nlg_agg_realloc(&a->mem, a->panes, (a->npanes + 2) * sizeof(*a->panes), 0);
+		a->panes = NULL;
+	}
+	if (a->rec)
+		nlg_agg_realloc(&a->mem, a->rec, a->by.kinds[0].s->rec_size, 0);
+	a->rec = NULL;
+	luaL_unref(L, LUA_REGISTRYINDEX, a->on_close_ref);
+	a->on_close_ref = LUA_NOREF;
+	a->magic = 0;
+	return 0;
+}
+
+struct agg *agg_new(lua_State *L, const struct agg_type *type, const struct nlg_opt *opts)
+{
+	static const char *const extra[] = {"by", "of", "on_close", NULL};
+	struct nlg_gw *gw = nlg_gw_get(L);
+	struct agg_conf *c;
+	struct agg *a;
+	uint64_t now;
+
+	nlg_gw_check_open(L, gw, type->name);
+	c = nlg_lua_conf(L, opts, sizeof(*c), extra, type->name); /* table 1, conf 2 */
+	a = lua_newuserdatauv(L, sizeof(*a), 0);		  /* 3 */
+	memset(a, 0, sizeof(*a));
+	a->on_close_ref = LUA_NOREF;
+	luaL_setmetatable(L, type->mt);
+	a->type = type;
+	a->gw = gw;
+	a->mem.fn = lua_getallocf(L, &a->mem.ud); /* counted in the state's memory limit */
+	a->max_keys = c->max_keys;
+	a->precision = c->precision;
+	a->bits = c->bits;
+	a->k = c->k;
+	a->accuracy = c->accuracy;
+	a->expire_ns = c->expire * 1000000;
+	a->half_life_ns = c->half_life * 1000000;
+	lua_getfield(L, 1, "by");
+	parse_names(L, lua_gettop(L), &a->by, "by", type->name);
+	lua_settop(L, 3);
+	lua_getfield(L, 1, "of");
+	if (!lua_isnil(L, -1) && type->kind != AGG_DISTINCT)
+		luaL_error(L, "%s: unknown option 'of'", type->name);
+	parse_names(L, lua_gettop(L), &a->of, "of", type->name);
+	lua_settop(L, 3);
+	if (lua_getfield(L, 1, "on_close") != LUA_TNIL) {
+		if (!type->windows)
+			luaL_error(L, "%s: unknown option 'on_close'", type->name);
+		if (lua_type(L, -1) != LUA_TFUNCTION)
+			luaL_error(L, "%s: on_close must be a function", type->name);
+		if (!c->window)
+			luaL_error(L, "%s: on_close needs a window", type->name);
+		a->on_close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	lua_settop(L, 3);
+	if (c->slide && !c->window)
+		luaL_error(L, "%s: slide needs a window", type->name);
+	a->npanes = 1;
+	if (c->window) {
+		uint64_t slide = c->slide ? c->slide : c->window;
+		if (c->window % slide || c->window / slide > AGG_MAXPANES)
+			luaL_error(L, "%s: window must be a multiple of slide (at most %d slides)",
+				   type->name, AGG_MAXPANES);
+		a->window_ns = c->window * 1000000;
+		a->slide_ns = slide * 1000000;
+		a->npanes = (unsigned)(c->window / slide);
+	}
+	a->panes = nlg_agg_realloc(&a->mem, NULL, 0, (a->npanes + 2) * sizeof(*a->panes));
+	if (!a->panes)
+		agg_oom(L, a);
+	memset(a->panes, 0, (a->npanes + 2) * sizeof(*a->panes));
+	for (unsigned i = 0; i < a->npanes + 2; i++)
+		if (pane_init(a, &a->panes[i], i < a->npanes ? a->max_keys : 0) < 0)
+			agg_oom(L, a);
+	now = nlg_gw_clock_ns(gw);
+	a->since = now;
+	if (a->window_ns) {
+		a->pane_start = now - now % a->slide_ns; /* aligned on the clock */
+		a->timer_id =
+		    nlg_loop_add_timer(gw->loop, (uint64_t)next_delay(a, now), win_fire, a);
+		if (a->timer_id < 0)
+			luaL_error(L, "%s: %s", type->name, strerror((int)-a->timer_id));
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY);
+	lua_pushvalue(L, 3);
+	lua_rawsetp(L, -2, a);
+	lua_settop(L, 3);
+	a->magic = AGG_MAGIC;
+	return a;
+}
+
+void agg_register(lua_State *L, const struct agg_type *type, const luaL_Reg *methods,
+		  const luaL_Reg *win_methods)
+{
+	if (luaL_getmetatable(L, type->mt) != LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY) != LUA_TTABLE) {
+		lua_newtable(L);
+		lua_createtable(L, 0, 1);
+		lua_pushliteral(L, "v");
+		lua_setfield(L, -2, "__mode");
+		lua_setmetatable(L, -2);
+		lua_setfield(L, LUA_REGISTRYINDEX, SELF_KEY);
+	}
+	lua_pop(L, 1);
+	nlg_lua_class(L, type->mt, methods, agg_gc);
+	luaL_newmetatable(L, type->win_mt);
+	lua_newtable(L);
+	luaL_setfuncs(L, win_methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
+}
+
+/* ---- shared methods ----------------------------------------------------------- */
+
+static void sweep_if(struct agg *a);
+
+int agg_m_size(lua_State *L)
+{
+	struct agg_reader r;
+	union agg_pane *p;
+
+	agg_reader(L, 1, NULL, &r);
+	sweep_if(r.closed ? NULL : r.a);
+	p = agg_read_pane(L, &r);
+	lua_pushinteger(L, r.a->type->kind == AGG_TOPK ? p->k.t.n : p->t.n);
+	return 1;
+}
+
+static int pairs_iter(lua_State *L)
+{
+	struct agg_reader r;
+	lua_Integer i = lua_tointeger(L, lua_upvalueindex(2));
+	const union agg_pane *p;
+	size_t kl;
+	const unsigned char *k;
+
+	agg_reader(L, lua_upvalueindex(1), NULL, &r);
+	p = r.p ? r.p : &r.a->panes[r.a->npanes + 1]; /* merged when pairs began */
+	if (i >= (lua_Integer)p->t.n)
+		return 0;
+	lua_pushinteger(L, i + 1);
+	lua_replace(L, lua_upvalueindex(2));
+	k = nlg_agg_table_key(&p->t, (uint32_t)i, &kl);
+	agg_push_key(L, r.a, k, kl);
+	if (lua_isnil(L, -1)) { /* an absent field: nil would end the loop */
+		lua_pop(L, 1);
+		lua_pushboolean(L, 0);
+	}
+	r.a->type->push(L, r.a, nlg_agg_table_val(&p->t, (uint32_t)i));
+	return 2;
+}
+
+int agg_m_pairs(lua_State *L)
+{
+	struct agg_reader r;
+
+	agg_reader(L, 1, NULL, &r);
+	sweep_if(r.closed ? NULL : r.a);
+	agg_read_pane(L, &r);
+	lua_settop(L, 1);
+	lua_pushinteger(L, 0);
+	lua_pushcclosure(L, pairs_iter, 2);
+	return 1;
+}
+
+int agg_m_reset(lua_State *L)
+{
+	struct agg *a = lua_touserdata(L, 1);
+
+	if (!a || lua_rawlen(L, 1) != sizeof(*a) || a->magic != AGG_MAGIC)
+		return luaL_typeerror(L, 1, "aggregator");
+	for (unsigned i = 0; i < a->npanes; i++)
+		pane_clear(a, &a->panes[i]);
+	a->since = nlg_gw_clock_ns(a->gw);
+	return 0;
+}
+
+int agg_m_stats(lua_State *L)
+{
+	struct agg *a = lua_touserdata(L, 1);
+	uint64_t dropped;
+	uint32_t keys = 0;
+
+	if (!a || lua_rawlen(L, 1) != sizeof(*a) || a->magic != AGG_MAGIC)
+		return luaL_typeerror(L, 1, "aggregator");
+	sweep_if(a);
+	dropped = a->dropped;
+	for (unsigned i = 0; i < a->npanes; i++) {
+		if (a->type->kind == AGG_TOPK) {
+			keys = a->panes[i].k.t.n > keys ? a->panes[i].k.t.n : keys;
+			continue;
+		}
+		dropped += a->panes[i].t.dropped;
+		keys = a->panes[i].t.n > keys ? a->panes[i].t.n : keys;
+	}
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, keys); /* the largest pane's */
+	lua_setfield(L, -2, "keys");
+	lua_pushinteger(L, (lua_Integer)dropped);
+	lua_setfield(L, -2, "dropped_keys");
+	lua_pushinteger(L, (lua_Integer)a->windows);
+	lua_setfield(L, -2, "windows");
+	lua_pushinteger(L, (lua_Integer)a->skipped);
+	lua_setfield(L, -2, "windows_skipped");
+	lua_pushinteger(L, (lua_Integer)a->mem.bytes);
+	lua_setfield(L, -2, "bytes");
+	lua_pushinteger(L, (lua_Integer)a->max_keys);
+	lua_setfield(L, -2, "max_keys");
+	return 1;
+}
+
+/* x:merge(other): other's data (an aggregator of the type, or a window
+ * during its on_close) into x's current pane. */
+int agg_m_merge(lua_State *L)
+{
+	struct agg *a = lua_touserdata(L, 1), *o;
+	struct agg_reader r;
+	union agg_pane *p;
+
+	if (!a || lua_rawlen(L, 1) != sizeof(*a) || a->magic != AGG_MAGIC)
+		return luaL_typeerror(L, 1, "aggregator");
+	agg_reader(L, 2, a->type, &r);
+	o = r.a;
+	if (o == a)
+		return luaL_error(L, "%s: merge with itself", a->type->name);
+	if (o->precision != a->precision || o->accuracy != a->accuracy || o->k != a->k)
+		return luaL_error(L, "%s: merge needs the same precision/accuracy", a->type->name);
+	if (o->by.nf != a->by.nf)
+		return luaL_error(L, "%s: merge needs the same by fields", a->type->name);
+	for (int i = 0; i < a->by.nf; i++)
+		if (strcmp(o->by.names[i], a->by.names[i]))
+			return luaL_error(L, "%s: merge needs the same by fields", a->type->name);
+	if (a->by.nf && o->by.nkinds) {
+		if (!a->by.nkinds)
+			kmap_for(L, a, &a->by, o->by.kinds[0].s);
+		else if (a->by.kinds[0].s != o->by.kinds[0].s)
+			kmap_for(L, a, &a->by, o->by.kinds[0].s); /* checks the types agree */
+	}
+	p = agg_read_pane(L, &r);
+	if (pane_merge(a, &a->panes[a->cur], p) < 0)
+		return agg_oom(L, a);
+	return 0;
+}
+
+static struct agg_win *win_check(lua_State *L)
+{
+	struct agg_win *w = lua_touserdata(L, 1);
+
+	if (!w || lua_rawlen(L, 1) != sizeof(*w) || w->magic != WIN_MAGIC)
+		luaL_typeerror(L, 1, "window");
+	if (!w->valid)
+		luaL_error(L, "window used after its on_close returned");
+	return w;
+}
+
+int agg_m_start(lua_State *L)
+{
+	lua_pushnumber(L, (lua_Number)win_check(L)->start / 1e9);
+	return 1;
+}
+
+int agg_m_finish(lua_State *L)
+{
+	lua_pushnumber(L, (lua_Number)win_check(L)->end / 1e9);
+	return 1;
+}
+
+/* gw.rate drops keys not updated for expire: on reads, and from updates
+ * every quarter of it (an update of an expired key also starts over). */
+static void sweep_if(struct agg *a)
+{
+	struct nlg_agg_table *t;
+	uint64_t now;
+
+	if (!a || a->type->kind != AGG_RATE)
+		return;
+	t = &a->panes[0].t;
+	now = nlg_gw_clock_ns(a->gw);
+	for (uint32_t i = 0; i < t->n;) {
+		const uint64_t *v = nlg_agg_table_val(t, i); /* {last, t_ns} */
+		if (now > v[1] && now - v[1] >= a->expire_ns)
+			nlg_agg_table_del_at(t, i);
+		else
+			i++;
+	}
+	a->next_sweep = now + a->expire_ns / 4;
+}
+
+void agg_sweep(struct agg *a)
+{
+	sweep_if(a);
+}
