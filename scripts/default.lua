@@ -12,63 +12,65 @@ local feed = gw.unix { path = os.getenv("NLGATE_FEED") or "nlgate.sock" }
 local socks = gw.sockets { every = every, proto = "tcp,udp", info = "tcp_info,cong" }
 local fancy = (os.getenv("TERM") or "dumb") ~= "dumb" and not os.getenv("NLGATE_PLAIN")
 
+-- The rule library (scripts/nlgate/rules/): each rule raises alert.<name>
+-- frames on the feed itself; on_alert also lists them in the summary.
+local alerts = {}    -- alerts raised or resolved since the last summary
+local function on_alert(a)
+  local rec = a.fields or {}
+  alerts[#alerts + 1] = string.format("%-14s %-8s %s  %s", a.name, a.state, tostring(a.key),
+                                      a.message or rec.message or "")
+end
+local function rule(name, opts)
+  opts = opts or {}
+  opts.on_alert = on_alert
+  return require("nlgate.rules." .. name).new(opts)
+end
+
 -- conntrack, if we may: a failure (not root, no nf_conntrack) is not fatal
 local ct, ct_count = nil, { new = 0, update = 0, destroy = 0, listed = 0 }
 if (os.getenv("NLGATE_CT") or "on") ~= "off" then
   local ok, src = pcall(gw.conntrack, { events = os.getenv("NLGATE_CT_EVENTS") or "new,destroy" })
   if ok then
     ct = src
-    ct:each(function(e)
+    rules.attach(ct, { rule("ct_pressure"), rule("long_lived") }, { kind = "ct", each = function(e)
       feed:send("ct." .. e.event, e)
       local k = e.dump and "listed" or e.event
       ct_count[k] = ct_count[k] + 1
-    end)
+    end })
   else
     gw.log("conntrack skipped: " .. tostring(src))
   end
 end
 
-local seen = {}      -- cookie → total_retrans at the previous poll
-local alerts = {}    -- alerts raised during the current poll
-
-local function flag(rule, s, why)
-  alerts[#alerts + 1] = string.format("%-8s %s:%d → %s:%d  %s", rule, s.src, s.sport,
-                                      s.dst or "*", s.dport or 0, why)
-  local t = s:table()
-  t.rule, t.reason = rule, why
-  feed:send("alert." .. rule, t)
-end
-
-socks:each(function(s)
-  feed:send("sock", s)
-  local why = rules.retrans(s, seen, rules.defaults)
-  if why then flag("retrans", s, why) end
-  why = rules.slow_rtt(s) if why then flag("rtt", s, why) end
-  why = rules.backlog(s) if why then flag("backlog", s, why) end
-  why = rules.rqueue(s) if why then flag("rqueue", s, why) end
-end)
+local sock_rules = {
+  rule("retrans_storm"),   -- retransmits per peer per second, over 10 s windows
+  rule("slow_rtt"),        -- a peer's RTT above 200 ms
+  rule("rtt_outlier"),     -- a peer's RTT 3x its own baseline
+  rule("accept_queue"),    -- a listener's accept queue at 90 % of its backlog
+  rule("half_open"),       -- SYN-RECV sockets piling up on a port
+  rule("new_listener"),    -- a port that starts listening after 10 min of learning
+  rule("field_threshold", { name = "rqueue", field = "rqueue", above = 4 << 20, clear = 1 << 20,
+                            where = function(s) return s.state ~= "LISTEN" end }),
+}
 
 local function line(s, v)
   return string.format("  %-5s %s:%d → %s:%d  %s", s.proto, s.src, s.sport, s.dst or "*",
                        s.dport or 0, v)
 end
 
-socks:dump(function(batch)
+local function summary(batch)
   local by_state, by_retrans, by_rtt = {}, {}, {}
-  local live = {}
   for _, s in batch:records() do
     by_state[s.state] = (by_state[s.state] or 0) + 1
-    live[s.cookie] = true
     if s.proto == "tcp" then
       rules.top(by_retrans, 5, s, function(r) local v = r.total_retrans; return v and v > 0 and v or nil end)
       rules.top(by_rtt, 5, s, function(r) return r.state == "ESTAB" and r.rtt_us or nil end)
     end
   end
-  for k in pairs(seen) do if not live[k] then seen[k] = nil end end
   -- the top lists hold views that die with this handler: copy what we print
   local out = {}
   out[#out + 1] = string.format("nlgate  %s  %d sockets  (poll %d ms, feed clients %d)",
-    os.date("%H:%M:%S"), #batch, batch:stats().last_ms, feed:stats().clients)
+    os.date("%H:%M:%S"), #batch, batch:stats().last_ms or 0, feed:stats().clients or 0)
   local states = {}
   for st, n in pairs(by_state) do states[#states + 1] = string.format("%s %d", st, n) end
   table.sort(states)
@@ -101,7 +103,10 @@ socks:dump(function(batch)
   if fancy then io.write("\27[H\27[2J") end
   io.write(table.concat(out, "\n"), "\n\n")
   io.flush()
-end)
+end
+
+rules.attach(socks, sock_rules, { kind = "sock", batch = summary,
+                                  each = function(s) feed:send("sock", s) end })
 
 -- every counter nlgate keeps, in-band for the feed's consumers
 gw.every(os.getenv("NLGATE_STATS_EVERY") or "10s", function()
