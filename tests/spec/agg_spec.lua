@@ -318,6 +318,7 @@ describe("the clock going back (module mode)", function()
   it("never closes a window early", function()
     local closed = 0
     local c = gw.counter { window = "1s", on_close = function() closed = closed + 1 end }
+    finally(function() gw._virtual_clock(nil) end)
     c:add("x")
     gw._virtual_clock(gw.now() - 3600) -- an hour back
     gw.run("1.3s")

@@ -183,6 +183,7 @@ static void hll_merge_is_union(void **state)
 	assert_memory_equal(a.reg, u.reg, 1u << 14);
 	assert_true(fabs(nlg_hll_count(&a) - 100000) < 3 * nlg_hll_error(14) * 100000);
 	assert_int_equal(nlg_hll_merge(&a, &q), -EINVAL);
+	nlg_hll_free(&q, NULL);
 	assert_int_equal(nlg_hll_init(&q, NULL, 3), -EINVAL);
 	nlg_hll_free(&a, NULL);
 	nlg_hll_free(&b, NULL);
@@ -325,8 +326,9 @@ static void dd_collapse_bound(void **state)
 	assert_true(fabs(nlg_dd_quantile(&d, 0.99) - exact) <= 0.01 * exact * (1 + 1e-9));
 	assert_true(nlg_dd_quantile(&d, 1) == v[N - 1]);
 	assert_true(nlg_dd_quantile(&d, 0) == v[0]); /* clamped to the minimum */
-	assert_int_equal(nlg_dd_init(&d, 0.6, 0), -EINVAL);
 	nlg_dd_free(&d, NULL);
+	assert_int_equal(nlg_dd_init(&d, 0.6, 0), -EINVAL);
+	assert_int_equal(nlg_dd_init(&d, 0.01, 8), -EINVAL);
 	free(v);
 }
 
