@@ -868,6 +868,14 @@ static void drop_timer(lua_State *L, struct threshold *t)
 	t->self_ref = LUA_NOREF;
 }
 
+/* ns as a timer's delay: whole ms, never early, at least 1. */
+static int64_t ms_ceil(uint64_t ns)
+{
+	uint64_t ms = (ns + 999999) / 1000000;
+
+	return ms ? (int64_t)ms : 1;
+}
+
 /* The expiry timer: sweep, then sleep until the oldest key could expire. */
 static int64_t expiry_tick(struct nlg_loop *loop, int64_t id, void *data)
 {
@@ -887,9 +895,9 @@ static int64_t expiry_tick(struct nlg_loop *loop, int64_t id, void *data)
 	nlg_gw_call(t->gw, L, 1, "threshold expiry");
 	now = nlg_gw_clock_ns(t->gw);
 	if (!t->kt.oldest || t->kt.oldest->used_ns > now)
-		return (int64_t)(t->expire_ns / 1000000) + 1;
+		return ms_ceil(t->expire_ns);
 	due = t->kt.oldest->used_ns + t->expire_ns;
-	return due > now ? (int64_t)((due - now) / 1000000) + 1 : 1;
+	return due > now ? ms_ceil(due - now) : 1;
 }
 
 /* t:update(key_or_view, value [, fields]) → state */
@@ -1192,8 +1200,8 @@ static int l_threshold(lua_State *L)
 		lua_setiuservalue(L, 2, uv);
 	}
 	if (t->expire_ns) {
-		t->timer =
-		    nlg_loop_add_timer(t->gw->loop, t->expire_ns / 1000000 + 1, expiry_tick, t);
+		t->timer = nlg_loop_add_timer(t->gw->loop, (uint64_t)ms_ceil(t->expire_ns),
+					      expiry_tick, t);
 		if (t->timer < 0) {
 			int err = (int)-t->timer;
 			t->timer = 0;

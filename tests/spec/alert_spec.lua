@@ -1,8 +1,10 @@
 -- gw.alert and gw.threshold (bindings/lua_alert.c): options, de-duplication
--- per (name, key), the threshold state machine and its records, in module
+-- per (name, key), the threshold state machine and its records in module
 -- mode (nlgate.so in busted's interpreter: the gateway clock is the real
--- one, so only windows of an hour are used here, never elapsed time), and
--- the frames and log lines an alert makes under `nlgate run`.
+-- one, so only windows of an hour are used there, never elapsed time); the
+-- frames and log lines an alert makes under `nlgate run`; and on testing
+-- pipelines (tests/spec/pipelines/alert_*.lua), where the virtual clock
+-- drives `every`, `for` and `expire` and the outputs record every frame.
 local gw = require "nlgate"
 
 -- The counters of gw.stats().alerts since `before`.
@@ -305,5 +307,195 @@ describe("alerts under nlgate run", function()
     assert.truthy(text:find('"dst":"10.0.0.9"', 1, true))
     assert.truthy(text:find('"port":443', 1, true))
     assert.truthy(text:find('"threshold":200', 1, true))
+  end)
+end)
+
+-- On a testing pipeline (nlgate.testing): a dry runtime whose outputs record
+-- frames and whose clock only moves when the test advances it.
+local testing = require "nlgate.testing"
+
+local function sock(t)
+  local r = { state = "ESTAB", src = "10.0.0.1", sport = 5000, dst = "10.0.0.2", dport = 443 }
+  for k, v in pairs(t or {}) do r[k] = v end
+  return r
+end
+
+describe("alerts on a testing pipeline", function()
+  it("goes to every output, once per key within every, carrying the suppressed count", function()
+    local p = testing.pipeline("tests/spec/pipelines/alert_rate.lua", { clock = 1000 })
+    p:push("sock", sock { total_retrans = 12 })
+    p:push("sock", sock { total_retrans = 13 }) -- same key within 1m: suppressed
+    p:push("sock", sock { total_retrans = 14 })
+    p:push("sock", sock { dst = "10.0.0.3", total_retrans = 20 }) -- its own key
+    local frames = p:sent("alert.")
+    assert.are.equal(4, #frames) -- two alerts, each to both outputs
+    local outputs = {}
+    for _, f in ipairs(frames) do
+      assert.are.equal("alert.retrans", f.tag)
+      assert.are.equal(1000, f.time)
+      outputs[f.output] = (outputs[f.output] or 0) + 1
+    end
+    assert.are.same({ unix = 4 }, outputs)
+    local r = frames[1].record
+    assert.are.same({ "retrans", "error", "10.0.0.2", "10.0.0.2 retransmits", "firing", 12, 443, 0 },
+      { r.name, r.severity, r.key, r.message, r.state, r.retrans, r.dport, r.suppressed })
+    assert.are.equal(frames[1].record.key, frames[2].record.key) -- encoded once, sent twice
+    assert.are.equal("10.0.0.3", frames[3].record.key)
+
+    p:clear()
+    p:advance("59.999s")
+    p:push("sock", sock { total_retrans = 15 })
+    assert.are.equal(0, #p:sent("alert."))
+    p:advance("0.001s") -- 1m after the first frame
+    p:push("sock", sock { total_retrans = 16 })
+    frames = p:sent("alert.")
+    assert.are.equal(2, #frames)
+    assert.are.equal(16, frames[1].record.retrans)
+    assert.are.equal(3, frames[1].record.suppressed)
+    assert.are.equal(1060, frames[1].time)
+    local st = p:stats().alerts
+    -- 10.0.0.3's pair, idle for 1m, was forgotten at that last alert
+    assert.are.same({ 3, 3, 0, 1 }, { st.sent, st.suppressed, st.resolved, st.keys })
+    p:close()
+  end)
+
+  it("forgets a key idle past every", function()
+    local p = testing.pipeline("tests/spec/pipelines/alert_rate.lua", { clock = 0, env = { EVERY = "10s" } })
+    p:push("sock", sock { total_retrans = 11 })
+    p:push("sock", sock { dst = "10.0.0.3", total_retrans = 11 })
+    assert.are.equal(2, p:stats().alerts.keys)
+    p:advance("10s")
+    p:push("sock", sock { dst = "10.0.0.4", total_retrans = 11 })
+    assert.are.equal(1, p:stats().alerts.keys) -- the two idle ones went
+    p:close()
+  end)
+
+  it("counts an alert from a script with no output", function()
+    local p = testing.pipeline("tests/spec/pipelines/alert_quiet.lua", { clock = 0 })
+    assert.are.equal(0, #p:sent())
+    assert.are.equal(1, p:stats().alerts.sent)
+    p:close()
+  end)
+end)
+
+describe("thresholds on a testing pipeline", function()
+  local P = "tests/spec/pipelines/alert_threshold.lua"
+
+  it("fires once `for` has held between updates, clears once after `for` under clear", function()
+    local p = testing.pipeline(P, { clock = 100 })
+    p:push("sock", sock { rtt_us = 250000 }) -- 100: pending
+    p:advance("29s")
+    p:push("sock", sock { rtt_us = 300000 }) -- 129: not yet 30 s
+    assert.are.equal(0, #p:sent("alert."))
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 210000, sport = 5001 }) -- 130: fires
+    local frames = p:sent("alert.")
+    assert.are.equal(1, #frames)
+    local r = frames[1].record
+    assert.are.same({ "slow_rtt", "firing", "error", "10.0.0.2", "10.0.0.2", 210000, 200000, 100, 5001, 0 },
+      { r.name, r.state, r.severity, r.key, r.dst, r.value, r.threshold, r.since, r.sport, r.suppressed })
+    p:advance("10s")
+    p:push("sock", sock { rtt_us = 400000 })
+    p:push("sock", sock { rtt_us = 160000 }) -- in the band: still firing
+    p:push("sock", sock { rtt_us = 140000 }) -- 140: under clear, clearing
+    p:advance("29s")
+    p:push("sock", sock { rtt_us = 100000 }) -- 169: not yet 30 s under clear
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 100000 }) -- 170: resolves
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 100000 })
+    frames = p:sent("alert.")
+    assert.are.equal(2, #frames)
+    r = frames[2].record
+    assert.are.same({ "resolved", "10.0.0.2", 100000, 130, 40 },
+      { r.state, r.key, r.value, r.since, r.duration })
+    assert.is_nil(r.reason)
+    assert.are.same({ 1, 1 }, { p:stats().thresholds[1].fired, p:stats().thresholds[1].resolved })
+    p:close()
+  end)
+
+  it("starts `for` over when the condition stops, and a value in the band stops it", function()
+    local p = testing.pipeline(P, { clock = 0 })
+    p:push("sock", sock { rtt_us = 250000 }) -- 0: pending
+    p:advance("20s")
+    p:push("sock", sock { rtt_us = 180000 }) -- 20: not above: back to ok
+    p:advance("10s")
+    p:push("sock", sock { rtt_us = 250000 }) -- 30: pending again, from 30
+    p:advance("20s")
+    p:push("sock", sock { rtt_us = 250000 }) -- 50: 20 s only
+    assert.are.equal(0, #p:sent("alert."))
+    assert.are.equal(1, p:stats().thresholds[1].pending)
+    p:advance("10s")
+    p:push("sock", sock { rtt_us = 250000 }) -- 60: 30 s held
+    assert.are.equal(1, #p:sent("alert."))
+    p:close()
+  end)
+
+  it("keeps keys apart, each read from the record in C", function()
+    local p = testing.pipeline(P, { clock = 0, env = { FOR = "0s" } })
+    p:push("sock", sock { rtt_us = 250000 })
+    p:push("sock", sock { dst = "10.0.0.3", rtt_us = 100000 })
+    p:push("sock", sock { dst = "10.0.0.4", rtt_us = 300000 })
+    p:push("sock", sock { rtt_us = 100000 }) -- 10.0.0.2 resolves; .4 fires on
+    local frames = p:sent("alert.")
+    local seen = {}
+    for _, f in ipairs(frames) do seen[#seen + 1] = f.record.key .. " " .. f.record.state end
+    assert.are.same({ "10.0.0.2 firing", "10.0.0.4 firing", "10.0.0.2 resolved" }, seen)
+    local st = p:stats().thresholds[1]
+    assert.are.same({ 1, 1, 2, 1 }, { st.keys, st.firing, st.fired, st.resolved })
+    assert.are.same({}, p:errors())
+    p:close()
+  end)
+
+  it("resolves a firing key that stopped updating once expire has passed, and says so", function()
+    local p = testing.pipeline(P, { clock = 0, env = { FOR = "0s" } })
+    p:push("sock", sock { rtt_us = 250000 }) -- 0: fires
+    p:push("sock", sock { dst = "10.0.0.3", rtt_us = 250000 })
+    p:advance("4m")
+    p:push("sock", sock { dst = "10.0.0.3", rtt_us = 250000 }) -- keeps .3 fresh
+    p:advance("59s") -- 299 s: nothing expired yet
+    assert.are.equal(2, #p:sent("alert."))
+    p:advance("1s") -- 300 s: .2 had no update for 5m
+    local frames = p:sent("alert.")
+    assert.are.equal(3, #frames)
+    local r = frames[3].record
+    assert.are.same({ "resolved", "10.0.0.2", "expired", 300, 250000 },
+      { r.state, r.key, r.reason, r.duration, r.value })
+    p:advance("239s") -- 539 s: .3's last update was at 240
+    assert.are.equal(3, #p:sent("alert."))
+    p:advance("1s")
+    frames = p:sent("alert.")
+    assert.are.equal(4, #frames)
+    assert.are.equal("10.0.0.3", frames[4].record.key)
+    assert.are.equal(0, p:stats().thresholds[1].keys)
+    assert.are.equal(2, p:stats().thresholds[1].expired)
+    p:close()
+  end)
+
+  it("keeps a firing key whose updates stopped when there is no expire", function()
+    local p = testing.pipeline(P, { clock = 0, env = { FOR = "0s", EXPIRE = "off" } })
+    p:push("sock", sock { rtt_us = 250000 })
+    p:advance("1h")
+    assert.are.equal(1, #p:sent("alert."))
+    assert.are.equal(1, p:stats().thresholds[1].firing)
+    p:push("sock", sock { rtt_us = 250000 }) -- still the same episode
+    assert.are.equal(1, #p:sent("alert."))
+    p:close()
+  end)
+
+  it("takes a record view as the key with `by`, and raises naming a missing field", function()
+    local t, seen = recorded { name = "spec.view", above = 100, by = { "dst", "dport" } }
+    assert.are.equal("firing", t:update(testing.record("sock", sock { rtt_us = 1 }), 200))
+    assert.are.equal("firing", t:state(testing.record("sock", sock())))
+    assert.are.equal("firing", t:state("10.0.0.2,443"))
+    assert.are.equal("ok", t:state(testing.record("sock", sock { dport = 80 })))
+    assert.are.same({ dst = "10.0.0.2", dport = 443 }, t:firing()[1])
+    assert.are.equal("10.0.0.2", seen.fired[1].rec.dst)
+    local bad = gw.threshold { name = "spec.view2", above = 1, by = "nope" }
+    local ok, e = pcall(bad.update, bad, testing.record("sock", sock()), 2)
+    assert.is_false(ok)
+    assert.truthy(tostring(e):find("sock record has no field 'nope'", 1, true))
+    local nob = gw.threshold { name = "spec.view3", above = 1 }
+    assert.has_error(function() nob:update(testing.record("sock", sock()), 2) end)
   end)
 end)
