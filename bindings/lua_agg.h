@@ -1,4 +1,4 @@
-/* Internal to the aggregation binding: what lua_agg.c (keys, panes,
+/* Internal to the aggregation binding: what lua_agg_key.c (keys), lua_agg.c (panes,
  * windows, the shared methods) and lua_agg_kinds.c (the six aggregators'
  * values and methods) share. */
 #ifndef NLGATE_LUA_AGG_H
@@ -130,6 +130,12 @@ static inline struct agg *agg_check(lua_State *L, int idx, const struct agg_type
 void agg_reader(lua_State *L, int idx, const struct agg_type *type, struct agg_reader *r);
 /* The whole data a reader sees as one pane (live sliding windows merged). */
 union agg_pane *agg_read_pane(lua_State *L, struct agg_reader *r);
+/* lua_agg_key.c. A by/of option (a name or a list) at idx into ks. */
+void agg_parse_names(lua_State *L, int idx, struct agg_keyspec *ks, const char *opt,
+		     const char *what);
+/* The fields of record kind s for ks (the first kind fixes the layout). */
+const struct agg_kmap *agg_kmap(lua_State *L, struct agg *a, struct agg_keyspec *ks,
+				const struct nlg_schema *s);
 /* Key bytes from the argument at idx: a view (with by) or a plain value.
  * nil_ok: a nil is the key "no key". Returns the length; raises. */
 size_t agg_key(lua_State *L, struct agg *a, int idx, unsigned char *kb, int nil_ok);
