@@ -13,7 +13,8 @@
 -- `each` and `batch` are the script's own handlers: `each` runs before the
 -- rules see a record, `batch` after their `done` (so what they raised in this
 -- poll is known to it). `kind` names the source's record kind ("sock", "ct",
--- "flow", "pkt"); without it the first record tells.
+-- "flow", "pkt"); without it the first record tells. attach sets the
+-- source's handlers: attach once per source, with every rule it should run.
 local gw = require "nlgate"
 
 local rules = {}

@@ -35,4 +35,23 @@ describe("nlgate.rules", function()
     rules.top(top, 3, { v = 1 }, function() return nil end) -- no key: ignored
     assert.are.equal(3, #top)
   end)
+
+  it("has the helpers rule modules share: durations, ports, endpoints, options", function()
+    assert.are.equal(0.5, rules.seconds("500ms"))
+    assert.are.equal(7200, rules.seconds("2h"))
+    assert.are.equal(90, rules.seconds(90))
+    assert.has_error(function() rules.seconds("soon") end)
+    local allowed = rules.ports { 22, "8000-8099" }
+    assert.is_true(allowed(22))
+    assert.is_true(allowed(8050))
+    assert.is_false(allowed(8100))
+    assert.is_true(rules.ports("53, 100-110")(105))
+    assert.has_error(function() rules.ports { "ssh" } end)
+    assert.are.equal("[::1]:80", rules.endpoint("::1", 80))
+    assert.are.equal("10.0.0.1:80", rules.endpoint("10.0.0.1", 80))
+    local o = rules.options("r", { above = 10, hold = false }, { above = 3, severity = "error" })
+    assert.are.same({ above = 3, hold = false, name = "r", severity = "error" }, o)
+    assert.has_error(function() rules.options("r", { above = 10 }, { abov = 3 }) end,
+                     "r: unknown option 'abov'")
+  end)
 end)
