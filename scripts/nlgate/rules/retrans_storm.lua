@@ -15,7 +15,7 @@ Options (defaults):
   above     10               retransmits per second to one peer that fire
   clear     above / 2        ... and below which it resolves
   hold      nil              how long either must hold first ("30s")
-  expire    "10m"            forget a socket not seen for this long
+  expire    "10m"            forget a socket (and a peer's alert state) not seen this long
   severity  "warning"; every (gw.alert's rate limit); on_alert function(a)
 
 Alert alert.<name>, key = the peer: state firing / resolved, value (per
