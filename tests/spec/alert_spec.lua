@@ -472,6 +472,26 @@ describe("thresholds on a testing pipeline", function()
     p:close()
   end)
 
+  it("alerts once for a key flapping within every, and says how many it held back", function()
+    local p = testing.pipeline(P, { clock = 0, env = { FOR = "0s" } })
+    p:push("sock", sock { rtt_us = 250000 }) -- 0: fires, sent
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 100000 }) -- 1: resolves, sent
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 250000 }) -- 2: fires within 10m: suppressed
+    p:advance("1s")
+    p:push("sock", sock { rtt_us = 100000 }) -- 3: its resolution too
+    assert.are.equal(2, #p:sent("alert."))
+    p:advance("597s")
+    p:push("sock", sock { rtt_us = 250000 }) -- 600: 10m after the first frame
+    local frames = p:sent("alert.")
+    assert.are.equal(3, #frames)
+    assert.are.same({ "firing", 2 }, { frames[3].record.state, frames[3].record.suppressed })
+    local st = p:stats().thresholds[1]
+    assert.are.same({ 3, 2 }, { st.fired, st.resolved }) -- every transition counted
+    p:close()
+  end)
+
   it("keeps a firing key whose updates stopped when there is no expire", function()
     local p = testing.pipeline(P, { clock = 0, env = { FOR = "0s", EXPIRE = "off" } })
     p:push("sock", sock { rtt_us = 250000 })
