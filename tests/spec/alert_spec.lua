@@ -370,6 +370,14 @@ describe("alerts on a testing pipeline", function()
     p:close()
   end)
 
+  it("remembers at most 10,000 pairs: past them new ones are refused and counted", function()
+    local p = testing.pipeline("tests/spec/pipelines/alert_many.lua", { clock = 0, env = { N = "10002" } })
+    local st = p:stats().alerts
+    assert.are.same({ 10000, 10000, 2 }, { st.sent, st.keys, st.dropped_keys })
+    assert.are.equal(10000, #p:sent("alert.many"))
+    p:close()
+  end)
+
   it("counts an alert from a script with no output", function()
     local p = testing.pipeline("tests/spec/pipelines/alert_quiet.lua", { clock = 0 })
     assert.are.equal(0, #p:sent())
