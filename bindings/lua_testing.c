@@ -5,6 +5,7 @@
  * read back. */
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,10 @@
 #include "nlgate/script.h"
 #include "nlgate/sockdiag.h"
 #include "nlgate/source.h"
+
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
 
 /* ---- the dry run's record ------------------------------------------------ */
 
@@ -467,10 +472,18 @@ static int replay_rec(const struct nlg_sock *rec, void *data)
 	return NLG_CB_OK;
 }
 
-/* testing.replay(path) → { view, ... } from a recorded sockets dump */
+/* testing.replay(path [, proto]) → { view, ... } from a recorded sockets
+ * dump. A reply says its protocol only where the kernel adds
+ * INET_DIAG_PROTOCOL (not to a plain dump): else proto, by default "udp" for
+ * a file whose name says udp, "mptcp" likewise, and "tcp" otherwise. */
 static int t_replay(lua_State *L)
 {
+	static const char *const protos[] = {"tcp", "udp", "mptcp", NULL};
+	static const int ipproto[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP};
 	const char *path = luaL_checkstring(L, 1);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	int guess = strstr(base, "mptcp") ? 2 : strstr(base, "udp") ? 1 : 0;
+	int proto = ipproto[luaL_checkoption(L, 2, protos[guess], protos)];
 	struct replay r = {.L = L, .s = nlg_schema_find("sock")};
 	struct nlg_err err = {{0}};
 	FILE *f = fopen(path, "rb");
@@ -491,7 +504,7 @@ static int t_replay(lua_State *L)
 	}
 	fclose(f);
 	lua_newtable(L);
-	if (nlg_sockdiag_replay(buf, (size_t)len, replay_rec, &r, &err) < 0)
+	if (nlg_sockdiag_replay(buf, (size_t)len, proto, replay_rec, &r, &err) < 0)
 		return luaL_error(L, "testing.replay: %s: %s", path, err.msg);
 	return 1;
 }

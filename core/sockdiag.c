@@ -420,8 +420,9 @@ bad:
 /* ---- recorded replies ------------------------------------------------------ */
 
 /* The protocol of a recorded reply: INET_DIAG_PROTOCOL where the kernel
- * put it, else TCP for a TCPDIAG_GETSOCK reply (the legacy dump is TCP
- * only), else fallback. */
+ * put it (a dump has it only when asked for the socket's own protocol),
+ * else TCP for a TCPDIAG_GETSOCK reply (the legacy dump is TCP only), else
+ * fallback. */
 static int reply_proto(const struct nlmsghdr *nlh, int fallback)
 {
 	const struct nlattr *a;
@@ -436,17 +437,25 @@ static int reply_proto(const struct nlmsghdr *nlh, int fallback)
 	return nlh->nlmsg_type == TCPDIAG_GETSOCK ? IPPROTO_TCP : fallback;
 }
 
-int nlg_sockdiag_replay(const void *buf, size_t len, nlg_sock_fn *fn, void *data,
+int nlg_sockdiag_replay(const void *buf, size_t len, int ipproto, nlg_sock_fn *fn, void *data,
 			struct nlg_err *err)
 {
-	const struct nlmsghdr *nlh = buf;
-	int rest = (int)(len > INT32_MAX ? INT32_MAX : len), n = 0;
+	size_t off = 0;
 	struct nlg_sock rec;
+	int n = 0;
 
-	for (; mnl_nlmsg_ok(nlh, rest); nlh = mnl_nlmsg_next(nlh, &rest)) {
+	/* Checked here, not with mnl_nlmsg_ok: its length test is signed, and
+	 * a file's bytes are anything. */
+	while (off < len) {
+		const struct nlmsghdr *nlh = (const void *)((const char *)buf + off);
+		if (len - off < NLMSG_HDRLEN || nlh->nlmsg_len < NLMSG_HDRLEN ||
+		    nlh->nlmsg_len > len - off)
+			return nlg_err_set(err, EPROTO, "not a recorded netlink dump (byte %zu)",
+					   off);
+		off += NLMSG_ALIGN(nlh->nlmsg_len);
 		if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
 			continue; /* DONE, ERROR, NOOP: the dumps' ends */
-		if (nlg_sock_decode(nlh, reply_proto(nlh, IPPROTO_TCP), &rec) < 0)
+		if (nlg_sock_decode(nlh, reply_proto(nlh, ipproto), &rec) < 0)
 			return nlg_err_set(err, EPROTO, "a malformed reply at byte %zu",
 					   (size_t)((const char *)nlh - (const char *)buf));
 		n++;
@@ -456,9 +465,6 @@ int nlg_sockdiag_replay(const void *buf, size_t len, nlg_sock_fn *fn, void *data
 		if (rc != NLG_CB_OK)
 			return nlg_err_set(err, ECANCELED, "stopped at record %d", n);
 	}
-	if (rest > 0)
-		return nlg_err_set(err, EPROTO, "not a recorded netlink dump (byte %zu)",
-				   (size_t)((const char *)nlh - (const char *)buf));
 	return n;
 }
 

@@ -68,10 +68,12 @@ struct nlg_sockdiag; /* opaque source */
 typedef int nlg_sock_fn(const struct nlg_sock *rec, void *data); /* NLG_CB_* */
 
 /* Decode recorded replies (`dump sockets --raw FILE`, tests/fixtures/
- * sock_*.bin: recv buffers back to back) and call fn per socket; each
- * reply's protocol from its INET_DIAG_PROTOCOL (TCP for the legacy dump).
- * Returns the records, or -EPROTO with err at a malformed reply. */
-int nlg_sockdiag_replay(const void *buf, size_t len, nlg_sock_fn *fn, void *data,
+ * sock_*.bin: recv buffers back to back) and call fn per socket. A reply's
+ * protocol is its INET_DIAG_PROTOCOL where present, TCP for the legacy
+ * dump, else ipproto (IPPROTO_TCP/UDP/MPTCP: the recording does not keep
+ * the request). Returns the records, or -EPROTO with err at a malformed
+ * reply. */
+int nlg_sockdiag_replay(const void *buf, size_t len, int ipproto, nlg_sock_fn *fn, void *data,
 			struct nlg_err *err);
 /* Called before a request interrupted by NLM_F_DUMP_INTR is sent again: the
  * records it already delivered in this poll (those of this family and proto,

@@ -3,7 +3,7 @@
 local gw = require "nlgate"
 
 local feed = gw.unix { path = os.getenv("FEED") or "testing-batch.sock" }
-local socks = gw.sockets { every = "1s", proto = "tcp", state = "listen" }
+local socks = gw.sockets { every = "1s", proto = "tcp", states = "listen" }
 
 socks:batch(function(b)
   local n, longest = 0, 0
