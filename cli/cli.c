@@ -20,7 +20,7 @@ struct cmd {
 
 static const struct cmd cmds[] = {
     {"run", nlg_cmd_run, "run [SCRIPT]          run a pipeline (default: the shipped one)", 0},
-    {"check", nlg_cmd_check, "check SCRIPT          compile a pipeline script, report errors", 0},
+    {"check", nlg_cmd_check, "check SCRIPT          run a script dry, errors as file:line", 0},
     {"dump", nlg_cmd_dump, "dump KIND [OPTS]      one dump as JSON lines; KIND:", 1},
     {"watch", nlg_cmd_watch, "watch KIND [OPTS]     records as they come, as JSON lines; KIND:", 1},
     {"capture", nlg_cmd_capture, "capture [OPTS] [EXPR] packets (flows with --flows) as JSON lines",
