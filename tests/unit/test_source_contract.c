@@ -145,10 +145,13 @@ static int64_t fake_tick(void *st)
 	return (int64_t)f->c->every_ms;
 }
 
+static int opened; /* fake_open calls: a dry fake makes none */
+
 static int fake_open(struct nlg_source *src, const void *conf, void **st, struct nlg_err *err)
 {
 	struct fake *f = calloc(1, sizeof(*f));
 
+	opened++;
 	if (!f)
 		return nlg_err_set(err, ENOMEM, "out of memory");
 	f->src = src;
@@ -404,6 +407,69 @@ static void script_drives_it_through_the_generic_binding(void **state)
 	assert_int_equal(nstats, 1); /* the closed one left gw.stats() */
 }
 
+/* ---- the dry fake (nlgate check, the test harness) ------------------------ */
+
+struct dry_sink {
+	struct nlg_source *src;
+	int records, flushes, close_at;
+	uint64_t last;
+};
+
+static int dry_record(void *data, const void *rec)
+{
+	struct dry_sink *d = data;
+
+	d->last = ((const struct fake_rec *)rec)->seq;
+	if (++d->records == d->close_at)
+		nlg_source_close(d->src); /* from inside its own delivery: deferred */
+	return NLG_CB_OK;
+}
+
+static void dry_flush(void *data)
+{
+	((struct dry_sink *)data)->flushes++;
+}
+
+static void a_dry_fake_opens_nothing_and_takes_injected_records(void **state)
+{
+	struct fake_conf conf = {.count = 3, .every_ms = 10, .name = "dry"};
+	struct dry_sink d = {0};
+	struct nlg_sink sink = {.record = dry_record, .flush = dry_flush, .data = &d};
+	struct nlg_loop *loop = nlg_loop_create();
+	struct nlg_err err = {{0}};
+	struct fake_stats st = {0};
+	struct fake_rec r = {.seq = 41};
+	uint64_t when;
+
+	NLG_UNUSED(state);
+	opened = 0;
+	d.src = nlg_source_open_fake(&fake_ops, loop, &conf, &sink, &err);
+	assert_non_null(d.src);
+	assert_true(nlg_source_is_fake(d.src));
+	assert_int_equal(opened, 0);
+	assert_int_equal(nlg_loop_next_timer(loop, &when), -ENOENT); /* no timer either */
+	assert_ptr_equal(nlg_source_ops(d.src), &fake_ops);
+	assert_memory_equal(nlg_source_conf(d.src), &conf, sizeof(conf));
+	assert_int_equal(nlg_source_inject(d.src, &r), NLG_CB_OK);
+	r.seq = 42;
+	nlg_source_inject(d.src, &r);
+	assert_int_equal(d.records, 2);
+	assert_int_equal(d.last, 42);
+	assert_int_equal(d.flushes, 0);
+	assert_int_equal(nlg_source_poll(d.src, &err), 2); /* ends the batch */
+	assert_int_equal(d.flushes, 1);
+	assert_int_equal(nlg_source_poll(d.src, &err), 0);
+	nlg_source_stats(d.src, &st);
+	assert_int_equal(st.emitted, 0);
+	assert_int_equal(nlg_source_busy(d.src), 0);
+	nlg_source_drain(d.src);
+	/* closed by its sink from inside the third delivery: released after */
+	d.close_at = 3;
+	assert_int_equal(nlg_source_inject(d.src, &r), NLG_CB_OK);
+	assert_int_equal(d.records, 3);
+	nlg_loop_destroy(loop);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/nlgt-contract.XXXXXX");
@@ -417,6 +483,7 @@ int main(void)
 	    cmocka_unit_test(watch_runs_the_source_on_the_loop),
 	    cmocka_unit_test(watch_ends_when_the_source_gives_up),
 	    cmocka_unit_test(script_drives_it_through_the_generic_binding),
+	    cmocka_unit_test(a_dry_fake_opens_nothing_and_takes_injected_records),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[128];
