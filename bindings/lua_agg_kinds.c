@@ -472,7 +472,8 @@ static int distinct_add(lua_State *L)
 		kl = agg_key(L, a, 2, kb, 0);
 		il = agg_plain(L, 3, ib, 0, "gw.distinct");
 	} else if (a->by.nf || agg_is_view(L, 2)) {
-		kl = a->by.nf ? agg_key(L, a, 2, kb, 0) : agg_plain(L, 4, kb, 1, "gw.distinct");
+		kb[0] = 'n'; /* no by: the one stream, d:count() */
+		kl = a->by.nf ? agg_key(L, a, 2, kb, 0) : 1;
 		il = agg_item_view(L, a, 2, ib);
 	} else {
 		kl = agg_key(L, a, 2, kb, 0);

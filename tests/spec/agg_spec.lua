@@ -176,7 +176,9 @@ describe("gw.distinct", function()
     for i = 1, 50 do
       d:add(testing.record("sock", sock { sport = 1000 + i % 20 }))
     end
-    assert.are.equal(20, d:count())
+    -- 20 items in 16384 registers: two share one about once in 90 (the
+    -- hash's seed is random per process), and the estimate is then 19
+    assert.is_true(math.abs(d:count() - 20) <= 1)
     local per = gw.distinct { by = "dst", of = "sport" }
     per:add(testing.record("sock", sock { sport = 1 }))
     per:add(testing.record("sock", sock { sport = 2 }))
@@ -325,7 +327,7 @@ describe("the clock going back (module mode)", function()
     assert.are.equal(0, closed)
     assert.are.equal(1, c:get("x"))
     gw._virtual_clock(gw.now() + 3600 + 1.5) -- back, and past the window's end
-    gw.run("1.1s")
+    gw.run("2.5s") -- the timer looks again at least once a slide
     gw._virtual_clock(nil)
     assert.is_true(closed >= 1)
     assert.are.equal(closed, c:stats().windows)
