@@ -292,6 +292,9 @@ describe("windows on the virtual clock", function()
     local n = {}
     for _, w in ipairs(records(p, "agg.quantiles")) do n[#n + 1] = w.n end
     assert.are.same({ 1, 3, 6, 9, 12 }, n)
+    local top = {}
+    for _, w in ipairs(records(p, "agg.topk")) do top[#top + 1] = w.top[1].value end
+    assert.are.same({ 1, 3, 6, 9, 12 }, top)
     p:close()
   end)
 
@@ -331,5 +334,19 @@ describe("the clock going back (module mode)", function()
     gw._virtual_clock(nil)
     assert.is_true(closed >= 1)
     assert.are.equal(closed, c:stats().windows)
+  end)
+
+  it("closes the windows a jump forward missed, in order, up to a bound", function()
+    local finishes = {}
+    local c = gw.counter { window = "1s", on_close = function(w) finishes[#finishes + 1] = w:finish() end }
+    finally(function() gw._virtual_clock(nil) end)
+    local t0 = gw.now()
+    gw._virtual_clock(t0 + 7200) -- two hours: 7200 windows
+    gw.run("1.5s")
+    local st = c:stats()
+    assert.are.equal(4096, #finishes)
+    assert.are.equal(4096, st.windows)
+    for i = 2, #finishes do assert.are.equal(1, finishes[i] - finishes[i - 1]) end
+    assert.is_true(math.abs(st.windows + st.windows_skipped - 7200) <= 1)
   end)
 end)
