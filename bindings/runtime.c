@@ -33,19 +33,24 @@ void nlg_gw_error(struct nlg_gw *gw, const char *what, const char *msg)
 
 /* A C function's raise (a constructor's bad option, a bad argument) has no
  * position: give it the script's, the first Lua frame's line, the way
- * error() names its caller. A message that already names that file is
- * left as it is. Returns msg, or the prefixed message (pushed). */
+ * error() names its caller. A message that already starts with a position
+ * ("file:12: ", error() at any level) is left as it is. Returns msg, or the
+ * prefixed message (pushed). */
 static const char *script_where(lua_State *L, const char *msg)
 {
+	const char *colon = strchr(msg, ':');
 	lua_Debug ar;
 
+	if (colon && colon > msg && colon[1] >= '0' && colon[1] <= '9') {
+		const char *p = colon + 1;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (*p == ':')
+			return msg;
+	}
 	for (int level = 1; lua_getstack(L, level, &ar); level++) {
-		size_t n;
 		if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
 			continue;
-		n = strlen(ar.short_src);
-		if (!strncmp(msg, ar.short_src, n) && msg[n] == ':')
-			return msg;
 		return lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
 	}
 	return msg;
