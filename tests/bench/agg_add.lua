@@ -2,11 +2,14 @@
 -- reads three fields of a sock view, alone (the floor) and then updating a
 -- keyed counter by dst (c:add(r)), by {dst, dport}, a sliding-window counter,
 -- quantiles and distinct. Prints ns per record (CPU time, os.clock).
--- Run: LUA_CPATH="BUILD/?.so;;" LUA_PATH="scripts/?.lua;;" lua5.4 tests/bench/agg_add.lua [N]
+-- Run: LUA_CPATH="BUILD/?.so;;" LUA_PATH="scripts/?.lua;;" lua5.4 tests/bench/agg_add.lua [N [ONLY]]
+-- ONLY = floor, or a case's number (1..7), runs that case alone (for perf
+-- stat or perf record on one case).
 local gw = require "nlgate"
 local testing = require "nlgate.testing"
 
 local N = tonumber(arg and arg[1]) or 2000000
+local ONLY = arg and arg[2]
 local KEYS = 1000
 local recs = {}
 for i = 1, KEYS do
@@ -16,8 +19,11 @@ for i = 1, KEYS do
   })
 end
 
+local index = -1 -- the floor is 0, the cases 1..7
 local function run(name, fn)
   local sink = 0
+  index = index + 1
+  if ONLY and tostring(index) ~= (ONLY == "floor" and "0" or ONLY) then return 0, 0 end
   fn(recs[1]) -- warm: keys exist before the clock starts
   for i = 1, KEYS do fn(recs[i]) end
   local t0 = os.clock()
