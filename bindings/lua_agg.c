@@ -233,28 +233,19 @@ static int64_t next_delay(const struct agg *a, uint64_t now)
 	return ms ? (int64_t)ms : 1;
 }
 
-static int64_t win_fire(struct nlg_loop *loop, int64_t id, void *data)
+/* The windows due at the time given: in a protected call (a window object
+ * is allocated), with the aggregator on the stack while on_close runs, so it
+ * cannot be collected. */
+static int fire_due(lua_State *L)
 {
-	struct agg *a = data;
-	struct nlg_gw *gw = a->gw;
-	lua_State *L = gw->L;
-	uint64_t now = nlg_gw_clock_ns(gw);
+	struct agg *a = lua_touserdata(L, 1);
+	uint64_t now = (uint64_t)lua_tointeger(L, 2);
 	unsigned n = 0;
 
-	NLG_UNUSED(loop);
-	NLG_UNUSED(id);
-	if (gw->quiet) {
-		a->timer_id = 0;
-		return -1;
-	}
-	if (now < a->pane_start + a->slide_ns) /* early, or the clock went back */
-		return next_delay(a, now);
-	/* On the stack while on_close runs, so it cannot be collected. */
 	lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY);
 	if (lua_rawgetp(L, -1, a) != LUA_TUSERDATA) { /* being finalized */
-		lua_pop(L, 2);
 		a->timer_id = 0;
-		return -1;
+		return 0;
 	}
 	while (now >= a->pane_start + a->slide_ns) {
 		if (n++ == AGG_CATCHUP) { /* a jump: the rest are empty, skip them */
@@ -267,7 +258,38 @@ static int64_t win_fire(struct nlg_loop *loop, int64_t id, void *data)
 		}
 		win_close(L, a);
 	}
-	lua_pop(L, 2);
+	return 0;
+}
+
+static int64_t win_fire(struct nlg_loop *loop, int64_t id, void *data)
+{
+	struct agg *a = data;
+	struct nlg_gw *gw = a->gw;
+	lua_State *L = gw->L;
+	uint64_t now = nlg_gw_clock_ns(gw);
+	int top = lua_gettop(L);
+
+	NLG_UNUSED(loop);
+	NLG_UNUSED(id);
+	if (gw->quiet) {
+		a->timer_id = 0;
+		return -1;
+	}
+	if (now < a->pane_start + a->slide_ns) /* early, or the clock went back */
+		return next_delay(a, now);
+	lua_pushcfunction(L, fire_due);
+	lua_pushlightuserdata(L, a);
+	lua_pushinteger(L, (lua_Integer)now);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK) { /* out of memory: this window is lost */
+		gw->errors++;
+		nlg_gw_log("%s: closing a window: %s", a->type->name,
+			   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+		if (now >= a->pane_start + a->slide_ns)
+			a->pane_start = now - now % a->slide_ns;
+	}
+	lua_settop(L, top);
+	if (!a->timer_id)
+		return -1;
 	return next_delay(a, now);
 }
 
