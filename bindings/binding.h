@@ -172,25 +172,15 @@ void nlg_lua_push_counters(lua_State *L, const struct nlg_schema *s, const void 
 /* Record views (lua_record.c). A view is userdata over a C record; a
  * borrowed view is valid only during the handler call it was passed to. */
 #define NLG_VIEW_MAGIC 0x6e6c6776u /* "nlgv": __index's cheap type check */
-#define NLG_VIEW_KEYS  8	   /* field names a view remembers */
-#define NLG_VIEW_ADDRS 2	   /* address texts a view remembers */
+struct nlg_view_memo;
 struct nlg_view {
 	uint32_t magic;
 	const struct nlg_schema *s;
 	const void *rec; /* NULL once invalidated */
 	int owned;	 /* rec points at the bytes after this struct */
-	/* __index's memo: the string objects of the last field names read
-	 * (lua_topointer) and their fields. The strings, and the address
-	 * texts below, are kept in the view's second user value, so no other
-	 * object can take a remembered string's address. */
-	const void *key[NLG_VIEW_KEYS];
-	uint16_t field[NLG_VIEW_KEYS];
-	unsigned next_key; /* where the next name goes */
-	/* the text last pushed for an address field (field + 1; 0: none) */
-	struct {
-		struct nlg_addr a;
-		int field;
-	} addr[NLG_VIEW_ADDRS];
+	/* __index's memo, the state's (field names by their string objects,
+	 * address texts), shared by all its views. */
+	struct nlg_view_memo *memo;
 };
 void nlg_view_register(lua_State *L);
 /* A reusable borrowed view: push it, then set ->rec per record. */

@@ -144,74 +144,140 @@ static const luaL_Reg view_methods[] = {
     {NULL, NULL},
 };
 
-/* The view's second user value: a table keeping what its memos point at
- * (slots 1..NLG_VIEW_KEYS: names; then the address texts). Pushed. */
-static void push_anchors(lua_State *L, int view)
+/* The state's memo for __index, shared by its views (each points at it), so
+ * a view made for one batch finds it warm: the string objects of the field
+ * names read of each kind, and the text of the addresses read. What it
+ * points at is kept in the anchors table, __index's upvalue 2 (address
+ * texts in slots 1..MEMO_ADDRS, names after them), so no other object can
+ * take a remembered string's address while it is remembered. */
+#define MEMO_SETS	 64  /* names: sets of two */
+#define MEMO_ADDRS	 256 /* address texts, one per slot */
+#define VIEW_MEMO_KEY	 "nlgate.viewmemo"
+#define VIEW_ANCHORS_KEY "nlgate.viewanchors"
+
+struct nlg_view_memo {
+	struct {
+		const void *k; /* the name's string object */
+		const struct nlg_schema *s;
+		int field;
+	} name[MEMO_SETS][2];
+	uint8_t older[MEMO_SETS];	  /* the way to replace next */
+	struct nlg_addr addr[MEMO_ADDRS]; /* whose text slot i keeps; family 0: none */
+};
+
+static unsigned memo_set(const void *k, const struct nlg_schema *s)
 {
-	if (lua_getiuservalue(L, view, 2) == LUA_TTABLE)
-		return;
-	lua_pop(L, 1);
-	lua_createtable(L, NLG_VIEW_KEYS + NLG_VIEW_ADDRS, 0);
-	lua_pushvalue(L, -1);
-	lua_setiuservalue(L, view, 2);
+	uint64_t h = ((uintptr_t)k ^ (uintptr_t)s >> 3) * 0x9e3779b97f4a7c15ull;
+	return (unsigned)(h >> 58) & (MEMO_SETS - 1);
 }
 
-/* Keep the value on top in anchor slot i (1-based), popping it. */
-static void anchor(lua_State *L, int view, int i)
+/* Remember name (at 2, a string) as field fi of kind s. */
+static void memo_name(lua_State *L, struct nlg_view_memo *m, const void *k,
+		      const struct nlg_schema *s, int fi)
 {
-	push_anchors(L, view);
-	lua_insert(L, -2);
-	lua_rawseti(L, -2, i);
-	lua_pop(L, 1);
+	unsigned set = memo_set(k, s), w = m->older[set];
+
+	m->name[set][w].k = NULL; /* until the name is kept */
+	m->name[set][w].s = NULL;
+	lua_pushvalue(L, 2);
+	/* the anchors' array part was made this size: no allocation, no raise */
+	lua_rawseti(L, lua_upvalueindex(2), MEMO_ADDRS + 1 + (int)(set * 2 + w));
+	m->name[set][w].k = k;
+	m->name[set][w].s = s;
+	m->name[set][w].field = fi;
+	m->older[set] = (uint8_t)!w;
 }
 
-/* Field fi of the view at index 1. An address's text is made once for as
- * long as the field holds the same address (a packet's src, record after
- * record): formatting and interning it was a third of a field read. */
-static void view_push(lua_State *L, struct nlg_view *v, int fi, const void *rec)
+/* An address's text, made once for as long as the address keeps its slot:
+ * formatting and interning it was a third of a field read. */
+static void push_addr(lua_State *L, struct nlg_view_memo *m, const struct nlg_addr *a)
 {
-	const struct nlg_field *f = &v->s->fields[fi];
-	const struct nlg_addr *a = (const void *)((const char *)rec + f->offset);
-	unsigned j = (unsigned)fi % NLG_VIEW_ADDRS;
+	size_t len = a->family == AF_INET ? 4 : 16;
+	uint32_t w[4] = {0};
+	unsigned i;
 	char text[INET6_ADDRSTRLEN];
 
-	if (f->type != NLG_T_ADDR || !nlg_field_present(v->s, f, rec) || !a->family) {
-		nlg_view_push_field(L, v->s, fi, rec);
+	if (a->family != AF_INET && a->family != AF_INET6) {
+		lua_pushlstring(L, text, nlg_addr_text(a, text));
 		return;
 	}
-	if (v->addr[j].field == fi + 1 && !memcmp(&v->addr[j].a, a, sizeof(*a))) {
-		push_anchors(L, 1);
-		lua_rawgeti(L, -1, NLG_VIEW_KEYS + 1 + (int)j);
+	memcpy(w, a->bytes, len);
+	i = (unsigned)(((w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9e3779b1u) >> 24) & (MEMO_ADDRS - 1);
+	if (m->addr[i].family == a->family && !memcmp(m->addr[i].bytes, a->bytes, len)) {
+		lua_rawgeti(L, lua_upvalueindex(2), (lua_Integer)i + 1);
 		return;
 	}
 	lua_pushlstring(L, text, nlg_addr_text(a, text));
 	lua_pushvalue(L, -1);
-	v->addr[j].field = 0; /* until the text is kept */
-	anchor(L, 1, NLG_VIEW_KEYS + 1 + (int)j);
-	v->addr[j].a = *a;
-	v->addr[j].field = fi + 1;
+	m->addr[i].family = 0; /* until the text is kept */
+	lua_rawseti(L, lua_upvalueindex(2), (lua_Integer)i + 1);
+	memcpy(m->addr[i].bytes, a->bytes, len);
+	m->addr[i].family = a->family;
 }
 
-/* __index(view, key): upvalue 1 is the method table. Field lookups go through
- * the per-kind index table; an unknown name raises, so typos surface. A name
- * found is remembered by its string object: Lua interns short strings, so
- * the next read of p.name passes the same object, and finds its field
- * without the index table. */
+/* Field fi of rec, a record of kind s, as a view gives it (called from a C
+ * closure whose upvalue 2 is the memo's anchors: __index, batch:fields). */
+static void push_value(lua_State *L, const struct nlg_schema *s, struct nlg_view_memo *m, int fi,
+		       const void *rec)
+{
+	const struct nlg_field *f = &s->fields[fi];
+
+	if (!nlg_field_present(s, f, rec)) {
+		lua_pushnil(L);
+		return;
+	}
+	switch (f->type) {
+	case NLG_T_U8:
+	case NLG_T_U16:
+	case NLG_T_U32:
+	case NLG_T_U64:
+	case NLG_T_I32:
+	case NLG_T_I64:
+		lua_pushinteger(L, (lua_Integer)nlg_field_int(f, rec));
+		return;
+	case NLG_T_ADDR: {
+		const struct nlg_addr *a = (const void *)((const char *)rec + f->offset);
+		if (!a->family)
+			lua_pushnil(L);
+		else
+			push_addr(L, m, a);
+		return;
+	}
+	default:
+		nlg_view_push_field(L, s, fi, rec);
+	}
+}
+
+static void view_push(lua_State *L, struct nlg_view *v, int fi, const void *rec)
+{
+	push_value(L, v->s, v->memo, fi, rec);
+}
+
+/* __index(view, key): upvalue 1 is the method table, 2 the memo's anchors.
+ * Field lookups go through the per-kind index table; an unknown name
+ * raises, so typos surface. A name found is remembered by its string
+ * object: Lua interns short strings, so the next read of p.name passes the
+ * same object, and finds its field without the index table. */
 static int view_index(lua_State *L)
 {
 	struct nlg_view *v = lua_touserdata(L, 1);
+	struct nlg_view_memo *m;
 	const void *rec, *k;
-	unsigned j;
+	unsigned set;
 
 	/* luaL_checkudata's type check costs a registry lookup by name per
 	 * field read; a full userdata of our size with our magic is a view. */
 	if (!v || lua_rawlen(L, 1) < sizeof(*v) || v->magic != NLG_VIEW_MAGIC)
 		return luaL_typeerror(L, 1, VIEW_MT);
 	rec = view_rec(L, v);
-	k = lua_type(L, 2) == LUA_TSTRING ? lua_topointer(L, 2) : NULL;
-	for (j = 0; k && j < NLG_VIEW_KEYS; j++)
-		if (v->key[j] == k) {
-			view_push(L, v, v->field[j], rec);
+	m = v->memo;
+	/* Any key's object, or NULL: only strings are remembered, and a
+	 * remembered one is kept, so no other object has its address. */
+	k = lua_topointer(L, 2);
+	set = memo_set(k, v->s);
+	for (unsigned w = 0; w < 2; w++)
+		if (m->name[set][w].k == k && m->name[set][w].s == v->s && k) {
+			view_push(L, v, m->name[set][w].field, rec);
 			return 1;
 		}
 
@@ -219,14 +285,8 @@ static int view_index(lua_State *L)
 	lua_pushvalue(L, 2);
 	if (lua_rawget(L, -2) == LUA_TNUMBER) {
 		int fi = (int)lua_tointeger(L, -1);
-		if (k) {
-			j = v->next_key++ % NLG_VIEW_KEYS; /* the oldest goes */
-			lua_pushvalue(L, 2);
-			v->key[j] = NULL; /* until the name is kept */
-			anchor(L, 1, (int)j + 1);
-			v->key[j] = k;
-			v->field[j] = (uint16_t)fi;
-		}
+		if (lua_type(L, 2) == LUA_TSTRING)
+			memo_name(L, m, k, v->s, fi);
 		view_push(L, v, fi, rec);
 		return 1;
 	}
@@ -263,14 +323,16 @@ static int view_tostring(lua_State *L)
  * a user-value fetch and one raw lookup, with no search for the kind. */
 static struct nlg_view *view_alloc(lua_State *L, const struct nlg_schema *s, size_t extra)
 {
-	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 2);
+	struct nlg_view *v = lua_newuserdatauv(L, sizeof(*v) + extra, 1);
 
 	*v = (struct nlg_view){.magic = NLG_VIEW_MAGIC, .s = s};
 	luaL_setmetatable(L, VIEW_MT);
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_MEMO_KEY);
+	v->memo = lua_touserdata(L, -1);
 	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
 	push_index(L, lua_gettop(L), s);
-	lua_setiuservalue(L, -3, 1);
-	lua_pop(L, 1);
+	lua_setiuservalue(L, -4, 1);
+	lua_pop(L, 2);
 	return v;
 }
 
@@ -546,9 +608,69 @@ static int batch_records(lua_State *L)
 	return 3;
 }
 
+/* for i, a, b in batch:fields("src", "dport") — the named fields of each
+ * record in turn, as a view gives them, in one call per record instead of
+ * one __index call per field read. Names are looked up once, here; an
+ * unknown one raises as a view's read does. */
+#define FIELDS_MAX 16
+struct fields_sel {
+	struct nlg_view_memo *memo;
+	int n;
+	uint16_t fi[FIELDS_MAX];
+};
+
+static int fields_iter(lua_State *L)
+{
+	struct nlg_batch *b = lua_touserdata(L, lua_upvalueindex(1));
+	struct fields_sel *fs = lua_touserdata(L, lua_upvalueindex(3));
+	lua_Integer i = lua_tointeger(L, 2);
+	const void *rec;
+
+	if (!b->recs || i < 0 || i >= (lua_Integer)b->n)
+		return 0;
+	rec = (const char *)b->recs + (size_t)i * b->s->rec_size;
+	lua_pushinteger(L, i + 1);
+	for (int k = 0; k < fs->n; k++)
+		push_value(L, b->s, fs->memo, fs->fi[k], rec);
+	return 1 + fs->n;
+}
+
+static int batch_fields(lua_State *L)
+{
+	struct nlg_batch *b = batch_check(L);
+	int n = lua_gettop(L) - 1;
+	struct fields_sel *fs;
+
+	if (n < 1 || n > FIELDS_MAX)
+		return luaL_error(L, "batch:fields: name 1 to %d fields", FIELDS_MAX);
+	lua_pushvalue(L, 1);				      /* upvalue 1: the batch */
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_ANCHORS_KEY); /* 2: the memo's anchors */
+	fs = lua_newuserdatauv(L, sizeof(*fs), 0);	      /* 3 */
+	memset(fs, 0, sizeof(*fs));
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_MEMO_KEY);
+	fs->memo = lua_touserdata(L, -1);
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
+	push_index(L, lua_gettop(L), b->s);
+	for (int k = 0; k < n; k++) {
+		lua_pushvalue(L, 2 + k);
+		if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, -2) != LUA_TNUMBER)
+			return luaL_error(L, "%s record has no field '%s' (see `nlgate fields %s`)",
+					  b->s->kind, luaL_tolstring(L, 2 + k, NULL), b->s->kind);
+		fs->fi[k] = (uint16_t)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+	}
+	fs->n = n;
+	lua_pop(L, 3);
+	lua_pushcclosure(L, fields_iter, 3);
+	lua_pushnil(L);
+	lua_pushinteger(L, 0);
+	return 3;
+}
+
 static const luaL_Reg batch_methods[] = {
     {"stats", batch_stats},
     {"records", batch_records},
+    {"fields", batch_fields},
     {NULL, NULL},
 };
 
@@ -651,9 +773,19 @@ void nlg_view_register(lua_State *L)
 {
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
+	memset(lua_newuserdatauv(L, sizeof(struct nlg_view_memo), 0), 0,
+	       sizeof(struct nlg_view_memo));
+	lua_setfield(L, LUA_REGISTRYINDEX, VIEW_MEMO_KEY);
 	luaL_newmetatable(L, VIEW_MT);
 	luaL_newlib(L, view_methods);
-	lua_pushcclosure(L, view_index, 1);
+	lua_createtable(L, MEMO_ADDRS + 2 * MEMO_SETS, 0); /* the memo's anchors */
+	for (int i = 1; i <= MEMO_ADDRS + 2 * MEMO_SETS; i++) {
+		lua_pushboolean(L, 0); /* every slot in the array part from the start */
+		lua_rawseti(L, -2, i);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, VIEW_ANCHORS_KEY);
+	lua_pushcclosure(L, view_index, 2);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, view_newindex);
 	lua_setfield(L, -2, "__newindex");

@@ -135,59 +135,89 @@ static int deliver(struct lua_src *ls, const void *rec)
 	return ls->closing ? NLG_CB_STOP : NLG_CB_OK;
 }
 
-/* A run of records for the :each handler alone (no filter): what deliver()
- * and nlg_gw_call do per record (the counts, the budget's enter and leave,
- * a protected call with a traceback on error), with the traceback handler
- * and the view pushed once for the run instead of once per record.
- * Returns the index of the first record not taken: n, or where deliver()
- * must go on (a filter was set, the handler was dropped, or closing). */
-static size_t each_run(struct lua_src *ls, const void *recs, size_t n)
-{
-	lua_State *L = ls->gw->L;
-	struct nlg_gw *gw = ls->gw;
-	size_t size = ls->schema->rec_size, i;
-	int msgh;
+/* A run of records for the :each handler alone (no filter), in one
+ * protected call of each_tramp instead of one per record: each record is
+ * still its own outermost handler call (counted, its own budget and watchdog
+ * sequence) and its own failure. A raise unwinds to each_run's lua_pcall
+ * with `i` the record whose handler raised (in_call: between its enter and
+ * leave); it is reported and counted as nlg_gw_call would, and the run goes
+ * on from the next record in a new protected call. */
+struct each_call {
+	struct lua_src *ls;
+	const char *recs;
+	size_t n, i; /* the run; the record being handed over */
+	int in_call;
+};
 
-	lua_pushcfunction(L, nlg_gw_traceback);
-	msgh = lua_gettop(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
-	for (i = 0; i < n; i++) {
-		const void *rec = (const char *)recs + i * size;
-		int rc = 0;
+static int each_tramp(lua_State *L)
+{
+	struct each_call *ec = lua_touserdata(L, 1);
+	struct lua_src *ls = ec->ls;
+	struct nlg_gw *gw = ls->gw;
+	size_t size = ls->schema->rec_size;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref); /* 2: the view, once */
+	for (; ec->i < ec->n; ec->i++) {
+		const void *rec = ec->recs + ec->i * size;
 		if (ls->closing || ls->each_ref == LUA_NOREF || ls->filter_ref != LUA_NOREF)
 			break;
 		ls->delivered++;
 		if (ls->batch_ref != LUA_NOREF && nlg_recs_push(&ls->recs, rec) < 0)
 			ls->batch_dropped++;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
-		lua_pushvalue(L, msgh + 1);
+		lua_pushvalue(L, 2);
 		ls->view->rec = rec;
 		gw->calls++;
 		nlg_gw_enter(gw, ls->what_each);
-		switch (lua_pcall(L, 1, 0, msgh)) {
-		case LUA_OK:
-			break;
-		case LUA_ERRMEM:
-			gw->errors++;
-			gw->oom++;
-			nlg_gw_error(gw, ls->what_each, "not enough memory (the script's limit)");
-			lua_pop(L, 1);
-			rc = -1;
-			break;
-		default:
-			gw->errors++;
-			nlg_gw_error(gw, ls->what_each, lua_tostring(L, -1));
-			lua_pop(L, 1);
-			rc = -1;
-		}
+		ec->in_call = 1;
+		lua_call(L, 1, 0);
+		ec->in_call = 0;
 		nlg_gw_leave(gw, L);
-		if (rc < 0)
-			ls->handler_errors++;
-		nlg_gw_outcome(gw, L, rc, &ls->each_fails, &ls->each_ref, ls->what_each);
+		ls->each_fails = 0; /* nlg_gw_outcome of a success */
 		ls->view->rec = NULL;
 	}
-	lua_pop(L, 2);
-	return i;
+	return 0;
+}
+
+/* Returns the index of the first record not taken: n, or where deliver()
+ * must go on (a filter was set, the handler was dropped, or closing). */
+static size_t each_run(struct lua_src *ls, const void *recs, size_t n)
+{
+	lua_State *L = ls->gw->L;
+	struct nlg_gw *gw = ls->gw;
+	struct each_call ec = {.ls = ls, .recs = recs, .n = n};
+	int msgh, rc;
+
+	lua_pushcfunction(L, nlg_gw_traceback);
+	msgh = lua_gettop(L);
+	for (;;) {
+		lua_pushcfunction(L, each_tramp);
+		lua_pushlightuserdata(L, &ec);
+		rc = lua_pcall(L, 1, 0, msgh);
+		if (rc == LUA_OK)
+			break;
+		if (ec.in_call) {
+			ec.in_call = 0;
+			nlg_gw_leave(gw, L);
+		} else {
+			gw->calls++; /* the set-up of record i failed: its call */
+		}
+		gw->errors++;
+		if (rc == LUA_ERRMEM) {
+			gw->oom++;
+			nlg_gw_error(gw, ls->what_each, "not enough memory (the script's limit)");
+		} else {
+			nlg_gw_error(gw, ls->what_each, lua_tostring(L, -1));
+		}
+		lua_pop(L, 1);
+		ls->handler_errors++;
+		nlg_gw_outcome(gw, L, -1, &ls->each_fails, &ls->each_ref, ls->what_each);
+		ls->view->rec = NULL;
+		if (++ec.i >= n)
+			break;
+	}
+	lua_pop(L, 1);
+	return ec.i;
 }
 
 static int sink_record(void *data, const void *rec)

@@ -58,6 +58,9 @@ foreach(src ${NLG_BENCH_PROGS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(bench_${name} ${src})
   target_link_libraries(bench_${name} PRIVATE nlgcore)
+  if(name STREQUAL "lua_driver") # starts scripts through include/nlgate/script.h
+    target_link_libraries(bench_${name} PRIVATE nlgcli)
+  endif()
 endforeach()
 
 # Fuzz targets (libFuzzer): built with clang directly, whatever compiler

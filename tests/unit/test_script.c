@@ -295,6 +295,43 @@ static void nested_calls_are_charged_to_the_outer_one(void **state)
 	assert_non_null(strstr(err, "error in timer handler"));
 }
 
+/* A worker's run of records goes to :each in one protected call: a record
+ * whose handler the budget kills (behind pcall, so only the sticky kill
+ * stops it) costs that record alone; the next record gets a fresh budget. */
+static void a_budget_kill_in_a_run_stops_that_record_only(void **state)
+{
+	struct nlg_script_opts o = {.insn_budget = 200000};
+
+	(void)state;
+	assert_int_equal(
+	    run_script("local gw = require 'nlgate'\n"
+		       "local src = gw.packets { file = (os.getenv('NLGATE_SRC') or '.') ..\n"
+		       "  '/tests/fixtures/capture.pcap' }\n"
+		       "local n, done = 0, 0\n"
+		       "src:each(function(p)\n"
+		       "  n = n + 1\n"
+		       "  if n % 2 == 1 then pcall(function() while true do end end) end\n"
+		       "  done = done + 1\n"
+		       "end)\n"
+		       "gw.every('10ms', function()\n"
+		       "  if not src:stats().ended then return end\n"
+		       "  gw.log(string.format('RESULT n=%d done=%d kills=%d', n, done,\n"
+		       "         gw.stats().script.budget_kills))\n"
+		       "  gw.stop()\n"
+		       "end)\n",
+		       &o, 5000, err, sizeof(err)),
+	    0);
+	int n = 0, done = 0, kills = 0;
+	const char *r = strstr(err, "RESULT ");
+	assert_non_null(r);
+	assert_int_equal(sscanf(r, "RESULT n=%d done=%d kills=%d", &n, &done, &kills), 3);
+	assert_int_equal(n, 24);
+	assert_int_equal(done, 12);
+	assert_int_equal(kills, 12);
+	assert_int_equal(count(err, "instruction budget exceeded"), 12);
+	assert_int_equal(count(err, "error in packets:each handler"), 12);
+}
+
 static void out_of_memory_is_an_error_not_an_abort(void **state)
 {
 	struct nlg_script_opts o = {.mem_limit = 4u << 20};
@@ -368,6 +405,7 @@ int main(void)
 	    cmocka_unit_test(utf8_validator),
 	    cmocka_unit_test(budget_kill_is_sticky),
 	    cmocka_unit_test(nested_calls_are_charged_to_the_outer_one),
+	    cmocka_unit_test(a_budget_kill_in_a_run_stops_that_record_only),
 	    cmocka_unit_test(out_of_memory_is_an_error_not_an_abort),
 	    cmocka_unit_test(a_handler_that_keeps_failing_is_disabled),
 	};
