@@ -1,7 +1,8 @@
 -- Aggregators over socket records with windows on the gateway clock, for
 -- tests/spec/agg_spec.lua: every window's data goes out as a frame
--- (agg.<kind>), and each record's EWMA and rate as agg.each. WINDOW and
--- SLIDE set the windows (default 10s tumbling).
+-- (agg.<kind>), each record's EWMA and rate as agg.each, and the window in
+-- progress every 5 s as agg.live. WINDOW and SLIDE set the windows (default
+-- 10s tumbling).
 local gw = require "nlgate"
 
 local out = gw.unix { path = "agg-spec.sock" }
@@ -38,6 +39,13 @@ local pairs_top = gw.topk {
 }
 local smooth = gw.ewma { by = "dst", half_life = "10s" }
 local acked = gw.rate { by = "dst", expire = "30s" }
+
+-- the window in progress, read every 5 s
+gw.every("5s", function()
+  local top = count:top(1)[1]
+  out:send("agg.live", { at = gw.now(), x = count:get("10.0.0.2"), size = count:size(),
+                         top = top and top.value, p100 = rtt:quantile("10.0.0.2", 1) })
+end)
 
 socks:each(function(s)
   count:add(s)
