@@ -391,7 +391,8 @@ static uint64_t fill_int(lua_State *L, const struct nlg_field *f, const char *wh
 		luaL_error(L, "%s: field '%s' takes an integer, not %s", what, f->name,
 			   lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
 	if (!is_signed && bits < 64 && (v < 0 || (uint64_t)v >> bits))
-		luaL_error(L, "%s: field '%s': %I does not fit %d bits", what, f->name, v, (int)bits);
+		luaL_error(L, "%s: field '%s': %I does not fit %d bits", what, f->name, v,
+			   (int)bits);
 	if (is_signed && bits == 32 && (v < INT32_MIN || v > INT32_MAX))
 		luaL_error(L, "%s: field '%s': %I does not fit 32 bits", what, f->name, v);
 	return (uint64_t)v;
