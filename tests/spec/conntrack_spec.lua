@@ -299,16 +299,23 @@ for a in sys.argv[1:]:
     assert.truthy(run_until(function() return src:stats().new >= before.new + 2 end))
     assert.is_true(src:resync())
     assert.truthy(run_until(function() return src:stats().resyncs == before.resyncs + 1 end))
+    -- nf_conntrack_max is host-wide: another test may change it meanwhile
+    local function ctmax()
+      local f = assert(io.open("/proc/sys/net/netfilter/nf_conntrack_max"))
+      local v = tonumber(f:read("l"))
+      f:close()
+      return v
+    end
+    local max0 = ctmax()
     local st = src:stats()
+    local max1 = ctmax()
     assert.are.equal(0, st.resynced) -- nothing was missed
     assert.are.equal(0, st.lost)
     assert.is_true(st.received > before.received)
     assert.is_true(st.live >= 2)
     assert.is_true(st.rcvbuf > 0)
     -- the table limit, for scripts (which cannot read /proc themselves)
-    local f = assert(io.open("/proc/sys/net/netfilter/nf_conntrack_max"))
-    assert.are.equal(tonumber(f:read("l")), st.max)
-    f:close()
+    assert.is_true(st.max == max0 or st.max == max1, "stats().max " .. tostring(st.max))
     local n = listed()
     assert.is_true(n >= 1)
     src:close()
