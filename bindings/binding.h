@@ -85,7 +85,7 @@ struct nlg_gw {
 	 * nlg_gw_clock_ns reads it instead of CLOCK_REALTIME. */
 	int virtual_clock;
 	uint64_t clock_ns;
-	/* The outputs this state declared and has not closed, newest first:
+	/* The outputs this state declared and has not closed, in that order:
 	 * what nlg_lua_send_all sends to. */
 	struct lua_out *outs;
 	/* A dry gateway (`nlgate check`, the test harness), set through

@@ -24,10 +24,15 @@ struct lua_out {
 	uint64_t offered;     /* out:send calls that framed */
 };
 
+/* At the end: nlg_lua_send_all sends in the order the script declared. */
 static void outs_add(struct lua_out *lo)
 {
-	lo->next = lo->gw->outs;
-	lo->gw->outs = lo;
+	struct lua_out **p = &lo->gw->outs;
+
+	while (*p)
+		p = &(*p)->next;
+	lo->next = NULL;
+	*p = lo;
 }
 
 static void outs_del(struct lua_out *lo)

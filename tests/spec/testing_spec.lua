@@ -168,6 +168,24 @@ gw.every("1s", function() a:send("x.a", { n = 1 }); t:send("x.t", { n = 2 }) end
     os.remove(path)
   end)
 
+  it("records an alert once per declared output, in the order declared", function()
+    local path = tmpfile([[
+local gw = require "nlgate"
+local t = gw.tcp { connect = "127.0.0.1:1" }
+local a = gw.unix "a.sock"
+gw.every("1s", function() gw.alert { name = "x", key = "k", message = "m" } end)
+]])
+    local p = testing.pipeline(path, { clock = 50 })
+    p:advance("1s")
+    local frames = p:sent("alert.x")
+    assert.are.equal(2, #frames)
+    assert.are.same({ "tcp", "unix" }, { frames[1].output, frames[2].output })
+    assert.are.same(frames[1].record, frames[2].record) -- encoded once
+    assert.are.equal(51, frames[1].time)
+    p:close()
+    os.remove(path)
+  end)
+
   it("gives a fake the source's extra methods, doing nothing, and a script-side poll", function()
     local path = tmpfile([[
 local gw = require "nlgate"
