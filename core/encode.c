@@ -1,6 +1,7 @@
-/* Schema-driven encoding of C records: msgpack maps through msgpack-c and
- * JSON objects written by hand, and frames [tag, time, record]. The reverse
- * path, a frame back to JSON for `nlgate tail`, is in frame_json.c. */
+/* Schema-driven encoding of C records: msgpack maps and JSON objects written
+ * by hand (msgpack-c's packer for foreign packers, and as the reference),
+ * and frames [tag, time, record]. The reverse path, a frame back to JSON for
+ * `nlgate tail`, is in frame_json.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
@@ -179,30 +180,22 @@ static int mp_value_text(msgpack_packer *pk, const struct nlg_field *f, const vo
 	}
 }
 
-/* Always inlined: where pk is a local packer whose callback is mp_write, the
- * compiler then calls (and inlines) mp_write directly instead of through the
- * pointer, for the numbers that make up most of a record. */
-static inline __attribute__((always_inline)) int mp_fields(msgpack_packer *pk, struct nlg_buf *b,
-							   const struct nlg_schema *s,
-							   const void *rec, uint64_t present)
+/* The reference encoder, through the packer's callback one item at a time:
+ * for packers that write elsewhere than an nlg_buf (nlg_mp_init's go the
+ * direct way below, which must produce the same bytes: test_encode and
+ * fuzz_nl_parse compare the two). */
+static int mp_fields(msgpack_packer *pk, const struct nlg_schema *s, const void *rec,
+		     uint64_t present)
 {
 	const struct nlg_field *f, *end = s->fields + s->nfields;
 	int rc = 0;
 
 	for (f = s->fields; f < end; f++) {
-		const struct nlg_fkey *k;
+		const struct nlg_fkey *k = &s->keys[f - s->fields];
 		const char *p = (const char *)rec + f->offset;
 		if (f->group && !(present & f->group))
 			continue;
-		k = &s->keys[f - s->fields];
-		if (b && b->cap - b->len >= sizeof(k->mp)) {
-			/* Our own buffer: a fixed-size copy of the whole key array
-			 * is a few vector moves; the length then says what counts. */
-			memcpy(b->data + b->len, k->mp, sizeof(k->mp));
-			b->len += k->mp_len;
-		} else {
-			rc |= msgpack_pack_str_body(pk, k->mp, k->mp_len);
-		}
+		rc |= msgpack_pack_str_body(pk, k->mp, k->mp_len);
 		switch (f->type) {
 		case NLG_T_U8:
 			rc |= msgpack_pack_uint8(pk, *(const uint8_t *)p);
@@ -232,29 +225,376 @@ static inline __attribute__((always_inline)) int mp_fields(msgpack_packer *pk, s
 	return rc;
 }
 
-int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void *rec)
+/* ---- msgpack written straight into an nlg_buf ----
+ *
+ * One reserve per record (the schema's bound, nlg_enc_mp_bound), then plain
+ * stores: a callback per item was most of a record's cost. A key is copied
+ * as a fixed KEY_COPY bytes (two vector moves, no length-driven memcpy),
+ * past its own length; MP_SLACK in the bound covers that, and the next
+ * write or the buffer's length makes it irrelevant. */
+
+#define KEY_COPY 32 /* a fixstr head and a name of at most 31 bytes (schema.c) */
+#define MP_SLACK KEY_COPY
+_Static_assert(sizeof(((struct nlg_fkey *)0)->mp) >= KEY_COPY, "a key's array holds KEY_COPY");
+
+static inline void st_be16(uint8_t *o, uint16_t v)
+{
+	v = __builtin_bswap16(v);
+	memcpy(o, &v, 2);
+}
+
+static inline void st_be32(uint8_t *o, uint32_t v)
+{
+	v = __builtin_bswap32(v);
+	memcpy(o, &v, 4);
+}
+
+static inline void st_be64(uint8_t *o, uint64_t v)
+{
+	v = __builtin_bswap64(v);
+	memcpy(o, &v, 8);
+}
+
+/* msgpack's smallest form of an unsigned integer, as msgpack-c picks it.
+ * Branches: a field's value mostly keeps its size from record to record,
+ * and predicted branches measured faster than a branch-free table form. */
+static inline uint8_t *w_uint(uint8_t *o, uint64_t v)
+{
+	if (v < 128) {
+		o[0] = (uint8_t)v;
+		return o + 1;
+	}
+	if (v < 256) {
+		o[0] = 0xcc;
+		o[1] = (uint8_t)v;
+		return o + 2;
+	}
+	if (v < 65536) {
+		o[0] = 0xcd;
+		st_be16(o + 1, (uint16_t)v);
+		return o + 3;
+	}
+	if (v <= UINT32_MAX) {
+		o[0] = 0xce;
+		st_be32(o + 1, (uint32_t)v);
+		return o + 5;
+	}
+	o[0] = 0xcf;
+	st_be64(o + 1, v);
+	return o + 9;
+}
+
+/* Negative values take msgpack's int forms; the rest are unsigned. */
+static inline uint8_t *w_int(uint8_t *o, int64_t v)
+{
+	if (v >= 0)
+		return w_uint(o, (uint64_t)v);
+	if (v >= -32) {
+		o[0] = (uint8_t)v; /* negative fixint */
+		return o + 1;
+	}
+	if (v >= INT8_MIN) {
+		o[0] = 0xd0;
+		o[1] = (uint8_t)v;
+		return o + 2;
+	}
+	if (v >= INT16_MIN) {
+		o[0] = 0xd1;
+		st_be16(o + 1, (uint16_t)v);
+		return o + 3;
+	}
+	if (v >= INT32_MIN) {
+		o[0] = 0xd2;
+		st_be32(o + 1, (uint32_t)v);
+		return o + 5;
+	}
+	o[0] = 0xd3;
+	st_be64(o + 1, (uint64_t)v);
+	return o + 9;
+}
+
+/* A container or string header: fix form (fix | n below fixmax), else the
+ * 8- (str only), 16- or 32-bit length form. */
+static inline size_t head_len(size_t n, size_t fixmax, int has8)
+{
+	return n < fixmax ? 1 : has8 && n < 256 ? 2 : n < 65536 ? 3 : 5;
+}
+
+static inline uint8_t *w_head(uint8_t *o, size_t n, uint8_t fix, size_t fixmax, uint8_t m8,
+			      uint8_t m16)
+{
+	if (n < fixmax) {
+		o[0] = (uint8_t)(fix | n);
+		return o + 1;
+	}
+	if (m8 && n < 256) {
+		o[0] = m8;
+		o[1] = (uint8_t)n;
+		return o + 2;
+	}
+	if (n < 65536) {
+		o[0] = m16;
+		st_be16(o + 1, (uint16_t)n);
+		return o + 3;
+	}
+	o[0] = (uint8_t)(m16 + 1); /* str32, array32, map32 follow their 16 */
+	st_be32(o + 1, (uint32_t)n);
+	return o + 5;
+}
+
+static inline uint8_t *w_str(uint8_t *o, const void *s, size_t n)
+{
+	o = w_head(o, n, 0xa0, 32, 0xd9, 0xda);
+	memcpy(o, s, n);
+	return o + n;
+}
+
+static uint8_t *w_flags(uint8_t *o, const struct nlg_field *f, uint32_t v)
+{
+	unsigned nnames = 0;
+
+	o = w_head(o, (unsigned)__builtin_popcount(v), 0x90, 16, 0, 0xdc);
+	while (f->names && nnames < 32 && f->names[nnames])
+		nnames++;
+	for (unsigned bit = 0; v; bit++, v >>= 1) {
+		if (!(v & 1))
+			continue;
+		if (bit < nnames)
+			o = w_str(o, f->names[bit], strlen(f->names[bit]));
+		else
+			o = w_uint(o, 1u << bit);
+	}
+	return o;
+}
+
+/* Strings, enums, flags, addresses: the less common, longer values. */
+static uint8_t *w_value_text(uint8_t *o, const struct nlg_field *f, const void *rec)
+{
+	const char *p = (const char *)rec + f->offset;
+
+	switch (f->type) {
+	case NLG_T_ENUM: {
+		uint8_t v = *(const uint8_t *)p;
+		const char *name = enum_name(f, v);
+		return name ? w_str(o, name, strlen(name)) : w_uint(o, v);
+	}
+	case NLG_T_FLAGS:
+		return w_flags(o, f, nlg_field_flags(f, rec));
+	case NLG_T_ADDR: {
+		const struct nlg_addr *a = (const struct nlg_addr *)p;
+		size_t n;
+		if (!a->family) {
+			*o = 0xc0;
+			return o + 1;
+		}
+		/* The text in place after a fixstr head; the rare IPv6 text of
+		 * 32 bytes or more moves over for str8's second head byte. */
+		n = nlg_addr_text(a, (char *)o + 1);
+		if (n < 32) {
+			o[0] = (uint8_t)(0xa0 | n);
+			return o + 1 + n;
+		}
+		memmove(o + 2, o + 1, n);
+		o[0] = 0xd9;
+		o[1] = (uint8_t)n;
+		return o + 2 + n;
+	}
+	case NLG_T_STR:
+		return w_str(o, p, strnlen(p, f->size));
+	case NLG_T_HEX:
+		o = w_head(o, f->size * 2u, 0xa0, 32, 0xd9, 0xda);
+		for (size_t i = 0; i < f->size; i++) {
+			*o++ = (uint8_t)hexdig[(uint8_t)p[i] >> 4];
+			*o++ = (uint8_t)hexdig[(uint8_t)p[i] & 15];
+		}
+		return o;
+	default:
+		*o = 0xc0;
+		return o + 1;
+	}
+}
+
+/* The most bytes a field's value takes, whatever the record holds. */
+static size_t value_bound(const struct nlg_field *f)
+{
+	size_t n = 0, nnames = 0, bits;
+
+	switch (f->type) {
+	case NLG_T_U8:
+		return 2;
+	case NLG_T_U16:
+		return 3;
+	case NLG_T_U32:
+	case NLG_T_I32:
+		return 5;
+	case NLG_T_U64:
+	case NLG_T_I64:
+		return 9;
+	case NLG_T_BOOL:
+		return 1;
+	case NLG_T_ENUM:
+		for (n = 2; f->names && f->names[nnames]; nnames++) {
+			size_t l = strlen(f->names[nnames]);
+			if (head_len(l, 32, 1) + l > n)
+				n = head_len(l, 32, 1) + l;
+		}
+		return n;
+	case NLG_T_FLAGS:
+		bits = f->size >= 4 ? 32 : f->size * 8u;
+		while (f->names && nnames < 32 && f->names[nnames])
+			nnames++;
+		n = head_len(bits, 16, 0);
+		for (size_t bit = 0; bit < bits; bit++) {
+			size_t l = bit < nnames ? strlen(f->names[bit]) : 0;
+			n += bit < nnames ? head_len(l, 32, 1) + l : 5;
+		}
+		return n;
+	case NLG_T_ADDR: /* str8 head, the text and the NUL nlg_addr_text adds */
+		return 2 + INET6_ADDRSTRLEN;
+	case NLG_T_STR:
+		return head_len(f->size, 32, 1) + f->size;
+	case NLG_T_HEX:
+		return head_len(f->size * 2u, 32, 1) + f->size * 2u;
+	}
+	return 1;
+}
+
+size_t nlg_enc_mp_bound(const struct nlg_schema *s)
+{
+	size_t n = 5 + MP_SLACK; /* map32 head, and the writers' overshoot */
+
+	for (size_t i = 0; i < s->nfields; i++)
+		n += s->keys[i].mp_len + value_bound(&s->fields[i]);
+	return n;
+}
+
+_Static_assert(NLG_T_U8 == 0 && NLG_T_U16 == 1 && NLG_T_U32 == 2 && NLG_T_U64 == 3,
+	       "the unsigned types come first: one compare finds them");
+
+static int mp_record_direct(struct nlg_buf *b, const struct nlg_schema *s, const void *rec)
 {
 	uint64_t present = rec_present(s, rec);
+	const struct nlg_field *f = s->fields, *end = f + s->nfields;
+	const struct nlg_fkey *k = s->keys;
+	size_t hl = head_len(s->nfields, 16, 0), n = 0;
+	uint8_t *start, *o;
+
+	if (nlg_buf_reserve(b, s->mp_max ? s->mp_max : nlg_enc_mp_bound(s)))
+		return -ENOMEM;
+	/* The map's head wants the count of present fields: room for the
+	 * longest head the schema can need, filled in after the fields. */
+	start = b->data + b->len;
+	o = start + hl;
+	for (; f < end; f++, k++) {
+		const char *p = (const char *)rec + f->offset;
+		if (f->group && !(present & f->group))
+			continue;
+		n++;
+		memcpy(o, k->mp, KEY_COPY);
+		o += k->mp_len;
+		/* Unsigned numbers, most of a record, share one inlined writer:
+		 * a switch to a copy per width cost an indirect jump per field
+		 * that mispredicted far more than these compares do. */
+		if (f->type <= NLG_T_U64) {
+			uint64_t v = f->type == NLG_T_U32   ? *(const uint32_t *)p
+				     : f->type == NLG_T_U64 ? *(const uint64_t *)p
+				     : f->type == NLG_T_U8  ? *(const uint8_t *)p
+							    : *(const uint16_t *)p;
+			o = w_uint(o, v);
+			continue;
+		}
+		switch (f->type) {
+		case NLG_T_I32:
+			o = w_int(o, *(const int32_t *)p);
+			break;
+		case NLG_T_I64:
+			o = w_int(o, *(const int64_t *)p);
+			break;
+		case NLG_T_BOOL:
+			*o++ = *(const uint8_t *)p ? 0xc3 : 0xc2;
+			break;
+		default:
+			o = w_value_text(o, f, rec);
+		}
+	}
+	/* Absent groups may leave fewer fields than the head's form was
+	 * chosen for: the body then moves back over the spare bytes. */
+	if (head_len(n, 16, 0) < hl) {
+		size_t body = (size_t)(o - start) - hl;
+		uint8_t *h = w_head(start, n, 0x80, 16, 0, 0xde);
+		memmove(h, start + hl, body);
+		o = h + body;
+	} else {
+		w_head(start, n, 0x80, 16, 0, 0xde);
+	}
+	b->len += (size_t)(o - start);
+	return 0;
+}
+
+int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void *rec)
+{
+	uint64_t present;
 	const struct nlg_field *f, *end = s->fields + s->nfields;
 	uint32_t n = 0;
-	int rc;
 
-	/* A branch-free count: cheaper than a second pass of packing. */
+	if (pk->callback == mp_write)
+		return mp_record_direct(pk->data, s, rec);
+	present = rec_present(s, rec);
 	for (f = s->fields; f < end; f++)
 		n += !f->group | ((present & f->group) != 0);
-	if (pk->callback == mp_write) {
-		struct nlg_buf *b = pk->data;
-		msgpack_packer fast = {.data = b, .callback = mp_write};
-		size_t start = b->len;
-		rc = msgpack_pack_map(pk, n);
-		rc |= mp_fields(&fast, b, s, rec, present);
-		if (rc) /* never leave half a map behind where we can help it */
-			b->len = start;
-	} else {
-		rc = msgpack_pack_map(pk, n);
-		rc |= mp_fields(pk, NULL, s, rec, present);
+	if (msgpack_pack_map(pk, n) | mp_fields(pk, s, rec, present))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The timestamp ext's form for a time: 32 bits when the nanoseconds are 0
+ * and the seconds fit, 64 when the seconds fit 34 bits, else 96 (as the spec
+ * orders, and msgpack-c picks). Its length, head included. */
+static inline size_t ts_len(uint64_t sec, uint64_t nsec)
+{
+	return sec >> 34 ? 15 : (nsec << 34 | sec) >> 32 ? 10 : 6;
+}
+
+/* [tag, time]'s head into o, exactly ts_len + tag + head bytes: array(3),
+ * the tag, the timestamp ext (-1). */
+static uint8_t *w_frame_head(uint8_t *o, const char *tag, size_t taglen, uint64_t time_ns)
+{
+	uint64_t sec = time_ns / 1000000000u, nsec = time_ns % 1000000000u;
+
+	*o++ = 0x93;
+	o = w_str(o, tag, taglen);
+	switch (ts_len(sec, nsec)) {
+	case 6:
+		o[0] = 0xd6;
+		o[1] = 0xff;
+		st_be32(o + 2, (uint32_t)sec);
+		return o + 6;
+	case 10:
+		o[0] = 0xd7;
+		o[1] = 0xff;
+		st_be64(o + 2, nsec << 34 | sec);
+		return o + 10;
+	default:
+		o[0] = 0xc7;
+		o[1] = 12;
+		o[2] = 0xff;
+		st_be32(o + 3, (uint32_t)nsec);
+		st_be64(o + 7, sec);
+		return o + 15;
 	}
-	return rc ? -ENOMEM : 0;
+}
+
+static size_t frame_head_len(size_t taglen, uint64_t time_ns)
+{
+	return 1 + head_len(taglen, 32, 1) + taglen +
+	       ts_len(time_ns / 1000000000u, time_ns % 1000000000u);
+}
+
+int nlg_enc_mp_head(uint8_t *buf, size_t cap, const char *tag, size_t taglen, uint64_t time_ns)
+{
+	if (taglen > INT32_MAX - 32 || frame_head_len(taglen, time_ns) > cap)
+		return -ENOSPC;
+	return (int)(w_frame_head(buf, tag, taglen, time_ns) - buf);
 }
 
 int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns)
@@ -263,8 +603,16 @@ int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, ui
 	    .tv_sec = (int64_t)(time_ns / 1000000000u),
 	    .tv_nsec = (uint32_t)(time_ns % 1000000000u),
 	};
-	int rc = msgpack_pack_array(pk, 3);
+	int rc;
 
+	if (pk->callback == mp_write) {
+		struct nlg_buf *b = pk->data;
+		if (taglen > SIZE_MAX - 32 || nlg_buf_reserve(b, frame_head_len(taglen, time_ns)))
+			return -ENOMEM;
+		b->len = (size_t)(w_frame_head(b->data + b->len, tag, taglen, time_ns) - b->data);
+		return 0;
+	}
+	rc = msgpack_pack_array(pk, 3);
 	rc |= mp_str(pk, tag, taglen);
 	/* msgpack-c picks the timestamp 32/64/96 form as the spec orders. */
 	rc |= msgpack_pack_timestamp(pk, &ts);

@@ -105,6 +105,14 @@ const struct nlg_outq_stats *nlg_outq_stats(const struct nlg_outq *q)
 	return &q->st;
 }
 
+/* x % cap for x < 2 * cap, which every ring index sum here is (an index
+ * below cap plus a length at most cap): a division per frame, several
+ * times, was a visible part of queuing a small frame. */
+static inline size_t wrap(size_t x, size_t cap)
+{
+	return x >= cap ? x - cap : x;
+}
+
 /* Room for n more bytes (the caller checked the bound), linearising the old
  * ring into a bigger buffer. */
 static int reserve_bytes(struct nlg_outq *q, size_t n)
@@ -148,7 +156,7 @@ static int reserve_frame(struct nlg_outq *q)
 	if (!fl)
 		return -ENOMEM;
 	for (size_t i = 0; i < q->fn; i++)
-		fl[i] = q->fl[(q->fhead + i) % q->fcap];
+		fl[i] = q->fl[wrap(q->fhead + i, q->fcap)];
 	free(q->fl);
 	q->fl = fl;
 	q->fcap = cap;
@@ -158,7 +166,7 @@ static int reserve_frame(struct nlg_outq *q)
 
 static void put(struct nlg_outq *q, const void *p, size_t n)
 {
-	size_t tail = (q->head + q->len) % q->cap;
+	size_t tail = wrap(q->head + q->len, q->cap);
 	size_t first = q->cap - tail < n ? q->cap - tail : n;
 
 	memcpy(q->buf + tail, p, first);
@@ -191,7 +199,7 @@ static int enqueue(struct nlg_outq *q, const uint8_t *gap, size_t glen, const st
 		if (iov[i].iov_len)
 			put(q, iov[i].iov_base, iov[i].iov_len);
 	if (q->max_frames)
-		q->fl[(q->fhead + q->fn++) % q->fcap] = glen + len;
+		q->fl[wrap(q->fhead + q->fn++, q->fcap)] = glen + len;
 	if (glen) {
 		COUNT(q, gaps, 1);
 		q->missed = 0;
@@ -250,14 +258,14 @@ int nlg_outq_announce(struct nlg_outq *q)
 static void consume(struct nlg_outq *q, size_t n)
 {
 	q->len -= n;
-	q->head = q->len ? (q->head + n) % q->cap : 0;
+	q->head = q->len ? wrap(q->head + n, q->cap) : 0;
 	COUNT(q, written, n);
 	if (q->max_frames) {
 		q->fdone += n;
 		while (q->fn && q->fdone >= q->fl[q->fhead]) {
 			COUNT(q, sent, 1);
 			q->fdone -= q->fl[q->fhead];
-			q->fhead = (q->fhead + 1) % q->fcap;
+			q->fhead = wrap(q->fhead + 1, q->fcap);
 			q->fn--;
 		}
 		if (!q->fn)
@@ -340,15 +348,10 @@ static int fixbuf_write(void *data, const char *p, size_t n)
 	return 0;
 }
 
+/* Per frame: written directly, not item by item through a packer. */
 int nlg_outq_mp_head(uint8_t *buf, size_t cap, const char *tag, size_t taglen, uint64_t time_ns)
 {
-	struct fixbuf b = {.p = buf, .cap = cap};
-	msgpack_packer pk;
-
-	msgpack_packer_init(&pk, &b, fixbuf_write);
-	if (nlg_enc_mp_frame_head(&pk, tag, taglen, time_ns) < 0)
-		return -ENOSPC;
-	return (int)b.len;
+	return nlg_enc_mp_head(buf, cap, tag, taglen, time_ns);
 }
 
 int nlg_outq_gap_mp(void *data, uint64_t missed, uint8_t *buf, size_t cap)

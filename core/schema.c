@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nlgate/common.h"
+#include "nlgate/encode.h"
 #include "nlgate/schema.h"
 #include "nlgate/record.h"
 
@@ -88,6 +89,9 @@ static int add_kind(struct nlg_schema *s)
 		for (size_t f = 0; f < s->nfields; f++)
 			key_init(&s->keys[f], s->fields[f].name);
 	}
+	/* The msgpack encoder's one reserve per record, sized once here. */
+	if (!s->mp_max)
+		s->mp_max = nlg_enc_mp_bound(s);
 	kinds[nkinds++] = s;
 	return 0;
 }

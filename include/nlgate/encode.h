@@ -27,12 +27,19 @@ static inline void nlg_buf_reset(struct nlg_buf *b)
 void nlg_mp_init(msgpack_packer *pk, struct nlg_buf *b);
 
 /* Encode a record as a msgpack map / a JSON object (no newline). Absent
- * groups are left out. */
+ * groups are left out. With nlg_mp_init's packer the map is written straight
+ * into its buffer (one reserve of the schema's bound, plain stores); any
+ * other packer gets the same bytes item by item through its callback. */
 int nlg_enc_mp_record(msgpack_packer *pk, const struct nlg_schema *s, const void *rec);
+/* The most bytes nlg_enc_mp_record may touch in the buffer for any record of
+ * s (what it reserves), for a schema whose keys are built. */
+size_t nlg_enc_mp_bound(const struct nlg_schema *s);
 int nlg_enc_json_record(struct nlg_buf *b, const struct nlg_schema *s, const void *rec);
 
 /* Frame header: array(3), tag, timestamp. The caller then appends one map. */
 int nlg_enc_mp_frame_head(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns);
+/* The same head into buf[cap], no packer: its length, or -ENOSPC. */
+int nlg_enc_mp_head(uint8_t *buf, size_t cap, const char *tag, size_t taglen, uint64_t time_ns);
 /* Whole frame from a C record. */
 int nlg_enc_mp_frame(msgpack_packer *pk, const char *tag, size_t taglen, uint64_t time_ns,
 		     const struct nlg_schema *s, const void *rec);

@@ -35,7 +35,7 @@ struct nlg_field {
 
 /* Pre-encoded key bytes, built once at start-up (not per record). */
 struct nlg_fkey {
-	uint8_t mp[40]; /* msgpack str header + name */
+	uint8_t mp[40]; /* msgpack fixstr header + name (at most 31 bytes) */
 	uint8_t mp_len;
 	uint8_t json[40]; /* "name": */
 	uint8_t json_len;
@@ -49,6 +49,7 @@ struct nlg_schema {
 	size_t rec_size;
 	size_t present_off;    /* offset of the uint64_t `present` bitmask */
 	struct nlg_fkey *keys; /* nfields entries, filled by nlg_schema_init() */
+	size_t mp_max;	       /* nlg_enc_mp_bound, set with the keys (0: not yet) */
 };
 
 /* A row of a schema table over struct type st: NLG_FIELD(struct x, "name",

@@ -3,7 +3,10 @@
  * timestamps, and frame → JSON for `nlgate tail`. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "nlgate/encode.h"
 #include "nlgate/record.h"
+#include "nlgate/sockdiag.h"
 
 /* A record kind made for the test: one field of every type. */
 struct trec {
@@ -843,6 +849,238 @@ static void test_foreign_packer(void **state)
 	nlg_buf_free(&b);
 }
 
+/* ---- the direct encoder against the reference ----
+ *
+ * nlg_mp_init's packer takes the direct path (plain stores into the buffer);
+ * any other packer takes msgpack-c's, item by item. They must agree byte for
+ * byte, and the direct one must stay inside the bound it reserves: the
+ * buffer here is exactly that big, so ASan sees any store past it. */
+
+static void same_as_reference(const struct nlg_schema *s, const void *rec)
+{
+	size_t bound = nlg_enc_mp_bound(s), pre = 3;
+	struct nlg_buf a = {.data = malloc(pre + bound), .len = pre, .cap = pre + bound};
+	struct nlg_buf b;
+	msgpack_packer pa, pb;
+
+	assert_non_null(a.data);
+	assert_true(!s->mp_max || s->mp_max == bound);
+	memcpy(a.data, "pre", pre); /* the record goes after what is there */
+	nlg_buf_init(&b);
+	nlg_mp_init(&pa, &a);
+	msgpack_packer_init(&pb, &b, count_write);
+	assert_int_equal(nlg_enc_mp_record(&pa, s, rec), 0);
+	assert_int_equal(nlg_enc_mp_record(&pb, s, rec), 0);
+	assert_int_equal(a.cap, pre + bound); /* one reserve, and it sufficed */
+	assert_memory_equal(a.data, "pre", pre);
+	assert_int_equal(a.len - pre, b.len);
+	assert_memory_equal(a.data + pre, b.data, b.len);
+	free(a.data);
+	nlg_buf_free(&b);
+}
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* Values at and beside every msgpack size boundary, both signs. */
+static const int64_t edges[] = {
+    0,	   1,	      31,	  32,	     127,	    128,       255, 256, 65535,
+    65536, INT32_MAX, UINT32_MAX, 1ll << 32, INT64_MAX,	    -1,	       -32, -33, -128,
+    -129,  -32768,    -32769,	  INT32_MIN, -2147483649ll, INT64_MIN,
+};
+
+/* Random bytes, with integer fields often set to an edge, addresses often
+ * of a real family and strings sometimes unterminated. */
+static void random_record(const struct nlg_schema *s, uint8_t *rec)
+{
+	for (size_t i = 0; i < s->rec_size; i++)
+		rec[i] = (uint8_t)rnd();
+	for (size_t i = 0; i < s->nfields; i++) {
+		const struct nlg_field *f = &s->fields[i];
+		uint8_t *p = rec + f->offset;
+		int64_t e = edges[rnd() % NLG_ARRAY_SIZE(edges)];
+		if (rnd() % 2)
+			continue;
+		switch (f->type) {
+		case NLG_T_U8:
+		case NLG_T_U16:
+		case NLG_T_U32:
+		case NLG_T_U64:
+		case NLG_T_I32:
+		case NLG_T_I64:
+			memcpy(p, &e, f->size); /* little-endian: the low bytes */
+			break;
+		case NLG_T_ENUM:
+			*p = (uint8_t)(rnd() % 16);
+			break;
+		case NLG_T_ADDR: {
+			/* Groups of 0-4 hex digits: IPv6 texts of every length,
+			 * on both sides of a fixstr's 31 bytes. */
+			struct nlg_addr *a = (struct nlg_addr *)p;
+			a->family = rnd() % 2 ? AF_INET6 : rnd() % 2 ? AF_INET : 0;
+			for (int g = 0; g < 8; g++) {
+				uint16_t v = (uint16_t)(rnd() & (0xffffu >> (4 * (rnd() % 5))));
+				a->bytes[2 * g] = (uint8_t)(v >> 8);
+				a->bytes[2 * g + 1] = (uint8_t)v;
+			}
+			break;
+		}
+		case NLG_T_STR:
+			p[rnd() % f->size] = 0;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void test_direct_matches_reference_random(void **state)
+{
+	const struct nlg_schema *s;
+	uint8_t *rec;
+	struct trec r;
+
+	(void)state;
+	trec_fill(&r);
+	same_as_reference(&tschema, &r);
+	for (int i = 0; i < 2000; i++) {
+		random_record(&tschema, (uint8_t *)&r);
+		same_as_reference(&tschema, &r);
+	}
+	/* Every registered kind: the built-ins and what the test registered. */
+	for (size_t k = 0; (s = nlg_schema_at(k)); k++) {
+		rec = malloc(s->rec_size);
+		assert_non_null(rec);
+		memset(rec, 0, s->rec_size);
+		same_as_reference(s, rec);
+		for (int i = 0; i < 2000; i++) {
+			random_record(s, rec);
+			same_as_reference(s, rec);
+		}
+		free(rec);
+	}
+}
+
+/* A kind with fewer than 16 fields (a fixmap head from the start) and one
+ * with enough fields that a record of them all needs map16. */
+static void test_direct_map_heads(void **state)
+{
+	struct nlg_fkey keys[NLG_ARRAY_SIZE(tfields)];
+	struct nlg_schema small = tschema;
+	struct trec r;
+
+	(void)state;
+	memcpy(keys, tkeys, sizeof(keys));
+	small.keys = keys;
+	small.nfields = 15;
+	trec_fill(&r);
+	for (uint64_t present = 0; present < 4; present++) {
+		r.present = present;
+		same_as_reference(&small, &r);
+		same_as_reference(&tschema, &r);
+	}
+}
+
+static void replay_fixture(const char *name, int ipproto, unsigned *n)
+{
+	const char *src = getenv("NLGATE_SRC");
+	char path[512];
+	struct stat st;
+	uint8_t *buf;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/tests/fixtures/%s", src ? src : NLGATE_SRCDIR, name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		fail_msg("fixture %s: %s", path, strerror(errno));
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+	close(fd);
+	for (size_t off = 0; off + NLMSG_HDRLEN <= (size_t)st.st_size;) {
+		const struct nlmsghdr *nlh = (const void *)(buf + off);
+		struct nlg_sock k;
+		if (nlh->nlmsg_len < NLMSG_HDRLEN || nlh->nlmsg_len > (size_t)st.st_size - off)
+			break;
+		if (nlg_sock_decode(nlh, ipproto, &k) == 0) {
+			same_as_reference(&nlg_sock_schema, &k);
+			(*n)++;
+		}
+		off += NLMSG_ALIGN(nlh->nlmsg_len);
+	}
+	free(buf);
+}
+
+/* The recorded dumps (tests/fixtures/record.sh): real sockets' records. */
+static void test_direct_matches_reference_fixtures(void **state)
+{
+	unsigned n = 0;
+
+	(void)state;
+	replay_fixture("sock_tcp4.bin", IPPROTO_TCP, &n);
+	replay_fixture("sock_tcp6.bin", IPPROTO_TCP, &n);
+	replay_fixture("sock_udp4.bin", IPPROTO_UDP, &n);
+	replay_fixture("sock_udp6.bin", IPPROTO_UDP, &n);
+	assert_true(n >= 4);
+}
+
+/* The frame head written directly (nlg_enc_mp_head, and frame_head with
+ * nlg_mp_init's packer) against msgpack-c's: every tag length form and every
+ * timestamp form, at their edges. */
+static void test_direct_frame_head(void **state)
+{
+	static const uint64_t times[] = {
+	    0,
+	    1,
+	    999999999ull,
+	    1000000000ull,
+	    4294967295ull * 1000000000ull,
+	    4294967296ull * 1000000000ull,
+	    4294967296ull * 1000000000ull + 1,
+	    17179869183ull * 1000000000ull + 999999999ull,
+	    17179869184ull * 1000000000ull,
+	    UINT64_MAX,
+	    1700000000123456789ull,
+	};
+	char tag[300];
+	uint8_t head[400];
+	struct nlg_buf a, b;
+	msgpack_packer pa, pb;
+
+	(void)state;
+	memset(tag, 't', sizeof(tag));
+	nlg_buf_init(&a);
+	nlg_buf_init(&b);
+	nlg_mp_init(&pa, &a);
+	msgpack_packer_init(&pb, &b, count_write);
+	for (size_t tl = 0; tl < sizeof(tag); tl++) {
+		for (size_t i = 0; i < NLG_ARRAY_SIZE(times); i++) {
+			int n;
+			nlg_buf_reset(&a);
+			nlg_buf_reset(&b);
+			assert_int_equal(nlg_enc_mp_frame_head(&pa, tag, tl, times[i]), 0);
+			assert_int_equal(nlg_enc_mp_frame_head(&pb, tag, tl, times[i]), 0);
+			assert_int_equal(a.len, b.len);
+			assert_memory_equal(a.data, b.data, b.len);
+			n = nlg_enc_mp_head(head, sizeof(head), tag, tl, times[i]);
+			assert_int_equal(n, (int)b.len);
+			assert_memory_equal(head, b.data, b.len);
+			assert_int_equal(nlg_enc_mp_head(head, b.len - 1, tag, tl, times[i]),
+					 -ENOSPC);
+		}
+	}
+	nlg_buf_free(&a);
+	nlg_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -859,6 +1097,10 @@ int main(void)
 	    cmocka_unit_test(test_frame_to_json_all_widths),
 	    cmocka_unit_test(test_frame_time_text),
 	    cmocka_unit_test(test_foreign_packer),
+	    cmocka_unit_test(test_direct_matches_reference_random),
+	    cmocka_unit_test(test_direct_map_heads),
+	    cmocka_unit_test(test_direct_matches_reference_fixtures),
+	    cmocka_unit_test(test_direct_frame_head),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
