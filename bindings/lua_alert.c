@@ -183,7 +183,7 @@ static void kt_free(struct keytab *kt)
 /* A duration option at idx: seconds as a number, or "500ms", "2s", "1m". */
 static uint64_t opt_duration(lua_State *L, int idx, const char *what, const char *opt)
 {
-	uint64_t ms;
+	uint64_t ms = 0;
 
 	if (lua_type(L, idx) == LUA_TNUMBER) {
 		lua_Number v = lua_tonumber(L, idx);
