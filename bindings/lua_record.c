@@ -487,7 +487,7 @@ static void fill_field(lua_State *L, const struct nlg_field *f, void *rec, const
 		return;
 	}
 	case NLG_T_STR: {
-		size_t n;
+		size_t n = 0;
 		const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
 		if (!s || n >= f->size)
 			luaL_error(L, "%s: field '%s' takes a string of at most %d bytes", what,
