@@ -303,7 +303,9 @@ static void sink_flush(void *data)
 {
 	struct lua_src *ls = data;
 
-	if (ls->closing || ls->batch_ref == LUA_NOREF || !ls->recs.n) {
+	/* An empty poll is still a poll: a batch handler that ends peers or
+	 * resolves alerts on what it no longer sees must hear of it. */
+	if (ls->closing || ls->batch_ref == LUA_NOREF) {
 		ls->recs.n = 0;
 		return;
 	}

@@ -146,9 +146,11 @@ describe("testing.pipeline", function()
     local frames = p:sent("listen.")
     assert.are.equal(1, #frames)
     assert.are.same({ listeners = 3, longest_queue = 30, size = 3 }, frames[1].record)
-    p:poll() -- an empty poll: no batch
-    assert.are.equal(1, #p:sent())
-    assert.are.equal(1, p:stats().sockets[1].batches)
+    p:poll() -- an empty poll is a poll: the handler hears of it
+    frames = p:sent("listen.")
+    assert.are.equal(2, #frames)
+    assert.are.same({ listeners = 0, longest_queue = 0, size = 0 }, frames[2].record)
+    assert.are.equal(2, p:stats().sockets[1].batches)
     p:close()
   end)
 
