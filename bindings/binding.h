@@ -63,7 +63,7 @@ struct nlg_house {
 };
 
 struct lua_out; /* lua_output.c */
-struct nlg_dry; /* lua_testing.c: a dry gateway's recorder and clock */
+struct nlg_dry; /* dry.c: a dry gateway's recorder */
 
 struct nlg_gw {
 	struct nlg_loop *loop;
@@ -278,7 +278,7 @@ int nlg_script_run_file(lua_State *L, const char *path, struct nlg_err *err);
 #define NLG_HOUSE_KEY "nlgate.house"
 #define NLG_DRY_KEY   "nlgate.dry"
 
-/* A dry gateway's record (lua_testing.c): every frame sent to an output,
+/* A dry gateway's record (dry.c): every frame sent to an output,
  * in order, and every handler error logged. Owned by whoever set
  * NLG_DRY_KEY. */
 struct nlg_dry_frame {

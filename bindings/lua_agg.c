@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "lua_agg.h"
+#include "lua_agg_types.h"
 
 #define SELF_KEY "nlgate.agg.self" /* weak: agg pointer → its userdata */
 
@@ -22,11 +22,6 @@ uint64_t agg_seed(void)
 		seed = nlg_realtime_ns() ^ (uint64_t)(uintptr_t)&seed;
 	seed |= 1;
 	return seed;
-}
-
-int agg_oom(lua_State *L, struct agg *a)
-{
-	return luaL_error(L, "%s: out of memory", a->type->name);
 }
 
 void agg_push_number(lua_State *L, double v)

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lua_agg.h"
+#include "lua_agg_types.h"
 
 void agg_parse_names(lua_State *L, int idx, struct agg_keyspec *ks, const char *opt,
 		     const char *what)

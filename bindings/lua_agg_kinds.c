@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_agg.h"
+#include "lua_agg_types.h"
 
 #define ITEM_SALT 0x5ca1ab1e0ddba11ull /* distinct's items hash apart from keys */
 

@@ -1,5 +1,5 @@
-/* The dry runtime's record and the test harness behind require
- * "nlgate.testing" (scripts/nlgate/testing.lua): a pipeline file in its own
+/* The test harness behind require "nlgate.testing"
+ * (scripts/nlgate/testing.lua): a pipeline file in its own
  * sandboxed, dry state on a virtual clock; records pushed into its fake
  * sources, its timers fired as the clock is advanced, its outputs' frames
  * read back. */
@@ -19,71 +19,6 @@
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
 #endif
-
-/* ---- the dry run's record ------------------------------------------------ */
-
-int nlg_dry_frame_add(struct nlg_dry *d, const char *output, const struct nlg_item *it)
-{
-	struct nlg_dry_frame *f;
-
-	if (d->nframes == d->capframes) {
-		size_t cap = d->capframes ? d->capframes * 2 : 16;
-		f = realloc(d->frames, cap * sizeof(*f));
-		if (!f)
-			return -ENOMEM;
-		d->frames = f;
-		d->capframes = cap;
-	}
-	f = &d->frames[d->nframes];
-	f->tag = strndup(it->tag, it->taglen);
-	f->body = malloc(it->len ? it->len : 1);
-	if (!f->tag || !f->body) {
-		free(f->tag);
-		free(f->body);
-		return -ENOMEM;
-	}
-	memcpy(f->body, it->body, it->len);
-	f->len = it->len;
-	f->time_ns = it->time_ns;
-	f->output = output;
-	d->nframes++;
-	return 0;
-}
-
-void nlg_dry_error_add(struct nlg_dry *d, const char *msg)
-{
-	char *m;
-
-	if (d->nerrors == d->caperrors) {
-		size_t cap = d->caperrors ? d->caperrors * 2 : 8;
-		char **e = realloc(d->errors, cap * sizeof(*e));
-		if (!e)
-			return;
-		d->errors = e;
-		d->caperrors = cap;
-	}
-	if ((m = strdup(msg ? msg : "(no message)")))
-		d->errors[d->nerrors++] = m;
-}
-
-void nlg_dry_clear(struct nlg_dry *d)
-{
-	for (size_t i = 0; i < d->nframes; i++) {
-		free(d->frames[i].tag);
-		free(d->frames[i].body);
-	}
-	d->nframes = 0;
-}
-
-void nlg_dry_free(struct nlg_dry *d)
-{
-	nlg_dry_clear(d);
-	free(d->frames);
-	for (size_t i = 0; i < d->nerrors; i++)
-		free(d->errors[i]);
-	free(d->errors);
-	memset(d, 0, sizeof(*d));
-}
 
 /* ---- the harness: require "nlgate.testing_core" ---------------------------
  *

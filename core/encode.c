@@ -414,58 +414,10 @@ static uint8_t *w_value_text(uint8_t *o, const struct nlg_field *f, const void *
 	}
 }
 
-/* The most bytes a field's value takes, whatever the record holds. */
-static size_t value_bound(const struct nlg_field *f)
-{
-	size_t n = 0, nnames = 0, bits;
-
-	switch (f->type) {
-	case NLG_T_U8:
-		return 2;
-	case NLG_T_U16:
-		return 3;
-	case NLG_T_U32:
-	case NLG_T_I32:
-		return 5;
-	case NLG_T_U64:
-	case NLG_T_I64:
-		return 9;
-	case NLG_T_BOOL:
-		return 1;
-	case NLG_T_ENUM:
-		for (n = 2; f->names && f->names[nnames]; nnames++) {
-			size_t l = strlen(f->names[nnames]);
-			if (head_len(l, 32, 1) + l > n)
-				n = head_len(l, 32, 1) + l;
-		}
-		return n;
-	case NLG_T_FLAGS:
-		bits = f->size >= 4 ? 32 : f->size * 8u;
-		while (f->names && nnames < 32 && f->names[nnames])
-			nnames++;
-		n = head_len(bits, 16, 0);
-		for (size_t bit = 0; bit < bits; bit++) {
-			size_t l = bit < nnames ? strlen(f->names[bit]) : 0;
-			n += bit < nnames ? head_len(l, 32, 1) + l : 5;
-		}
-		return n;
-	case NLG_T_ADDR: /* str8 head, the text and the NUL nlg_addr_text adds */
-		return 2 + INET6_ADDRSTRLEN;
-	case NLG_T_STR:
-		return head_len(f->size, 32, 1) + f->size;
-	case NLG_T_HEX:
-		return head_len(f->size * 2u, 32, 1) + f->size * 2u;
-	}
-	return 1;
-}
-
 size_t nlg_enc_mp_bound(const struct nlg_schema *s)
 {
-	size_t n = 5 + MP_SLACK; /* map32 head, and the writers' overshoot */
-
-	for (size_t i = 0; i < s->nfields; i++)
-		n += s->keys[i].mp_len + value_bound(&s->fields[i]);
-	return n;
+	/* the schema's bound, and the writers' overshoot past it */
+	return (s->mp_max ? s->mp_max : nlg_schema_mp_bound(s)) + MP_SLACK;
 }
 
 _Static_assert(NLG_T_U8 == 0 && NLG_T_U16 == 1 && NLG_T_U32 == 2 && NLG_T_U64 == 3,
@@ -479,7 +431,7 @@ static int mp_record_direct(struct nlg_buf *b, const struct nlg_schema *s, const
 	size_t hl = head_len(s->nfields, 16, 0), n = 0;
 	uint8_t *start, *o;
 
-	if (nlg_buf_reserve(b, s->mp_max ? s->mp_max : nlg_enc_mp_bound(s)))
+	if (nlg_buf_reserve(b, nlg_enc_mp_bound(s)))
 		return -ENOMEM;
 	/* The map's head wants the count of present fields: room for the
 	 * longest head the schema can need, filled in after the fields. */

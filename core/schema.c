@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "nlgate/common.h"
-#include "nlgate/encode.h"
 #include "nlgate/schema.h"
 #include "nlgate/record.h"
 
@@ -72,6 +71,67 @@ static void key_init(struct nlg_fkey *k, const char *name)
 	k->json_len = (uint8_t)(n + 3);
 }
 
+/* msgpack's container or string head: the fix form below fixmax, else the
+ * 8- (str only), 16- or 32-bit length form. */
+static size_t mp_head_len(size_t n, size_t fixmax, int has8)
+{
+	return n < fixmax ? 1 : has8 && n < 256 ? 2 : n < 65536 ? 3 : 5;
+}
+
+/* The most bytes a field's value takes, whatever the record holds. */
+static size_t mp_value_bound(const struct nlg_field *f)
+{
+	size_t n = 0, nnames = 0, bits;
+
+	switch (f->type) {
+	case NLG_T_U8:
+		return 2;
+	case NLG_T_U16:
+		return 3;
+	case NLG_T_U32:
+	case NLG_T_I32:
+		return 5;
+	case NLG_T_U64:
+	case NLG_T_I64:
+		return 9;
+	case NLG_T_BOOL:
+		return 1;
+	case NLG_T_ENUM:
+		for (n = 2; f->names && f->names[nnames]; nnames++) {
+			size_t l = strlen(f->names[nnames]);
+			if (mp_head_len(l, 32, 1) + l > n)
+				n = mp_head_len(l, 32, 1) + l;
+		}
+		return n;
+	case NLG_T_FLAGS:
+		bits = f->size >= 4 ? 32 : f->size * 8u;
+		while (f->names && nnames < 32 && f->names[nnames])
+			nnames++;
+		n = mp_head_len(bits, 16, 0);
+		for (size_t bit = 0; bit < bits; bit++) {
+			size_t l = bit < nnames ? strlen(f->names[bit]) : 0;
+			n += bit < nnames ? mp_head_len(l, 32, 1) + l : 5;
+		}
+		return n;
+	case NLG_T_ADDR: /* str8 head, the text and the NUL nlg_addr_text adds */
+		return 2 + INET6_ADDRSTRLEN;
+	case NLG_T_STR:
+		return mp_head_len(f->size, 32, 1) + f->size;
+	case NLG_T_HEX:
+		return mp_head_len(f->size * 2u, 32, 1) + f->size * 2u;
+	}
+	return 1;
+}
+
+size_t nlg_schema_mp_bound(const struct nlg_schema *s)
+{
+	size_t n = 5; /* map32 head */
+
+	for (size_t i = 0; i < s->nfields; i++)
+		n += s->keys[i].mp_len + mp_value_bound(&s->fields[i]);
+	return n;
+}
+
 static int add_kind(struct nlg_schema *s)
 {
 	for (size_t i = 0; i < nkinds; i++) {
@@ -89,9 +149,10 @@ static int add_kind(struct nlg_schema *s)
 		for (size_t f = 0; f < s->nfields; f++)
 			key_init(&s->keys[f], s->fields[f].name);
 	}
-	/* The msgpack encoder's one reserve per record, sized once here. */
+	/* The msgpack encoder's one reserve per record, sized once here,
+	 * beside the key bytes it copies. */
 	if (!s->mp_max)
-		s->mp_max = nlg_enc_mp_bound(s);
+		s->mp_max = nlg_schema_mp_bound(s);
 	kinds[nkinds++] = s;
 	return 0;
 }

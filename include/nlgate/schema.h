@@ -49,7 +49,7 @@ struct nlg_schema {
 	size_t rec_size;
 	size_t present_off;    /* offset of the uint64_t `present` bitmask */
 	struct nlg_fkey *keys; /* nfields entries, filled by nlg_schema_init() */
-	size_t mp_max;	       /* nlg_enc_mp_bound, set with the keys (0: not yet) */
+	size_t mp_max;	       /* nlg_schema_mp_bound, set with the keys (0: not yet) */
 };
 
 /* A row of a schema table over struct type st: NLG_FIELD(struct x, "name",
@@ -75,6 +75,9 @@ int nlg_schema_register(struct nlg_schema *s);
 /* The i-th kind (registration order), NULL past the end. */
 const struct nlg_schema *nlg_schema_at(size_t i);
 const struct nlg_schema *nlg_schema_find(const char *kind);
+/* The most bytes a record of s takes as a msgpack map (its keys built):
+ * what the encoder reserves, computed once at registration (mp_max). */
+size_t nlg_schema_mp_bound(const struct nlg_schema *s);
 /* Index of the field called name, or -1. */
 int nlg_schema_field(const struct nlg_schema *s, const char *name);
 

@@ -864,7 +864,7 @@ static void same_as_reference(const struct nlg_schema *s, const void *rec)
 	msgpack_packer pa, pb;
 
 	assert_non_null(a.data);
-	assert_true(!s->mp_max || s->mp_max == bound);
+	assert_true(!s->mp_max || s->mp_max == nlg_schema_mp_bound(s));
 	memcpy(a.data, "pre", pre); /* the record goes after what is there */
 	nlg_buf_init(&b);
 	nlg_mp_init(&pa, &a);

@@ -1,8 +1,8 @@
 /* Internal to the aggregation binding: what lua_agg_key.c (keys), lua_agg.c (panes,
  * windows, the shared methods) and lua_agg_kinds.c (the six aggregators'
  * values and methods) share. */
-#ifndef NLGATE_LUA_AGG_H
-#define NLGATE_LUA_AGG_H
+#ifndef NLGATE_LUA_AGG_TYPES_H
+#define NLGATE_LUA_AGG_TYPES_H
 
 #include "binding.h"
 #include "nlgate/agg.h"
@@ -152,7 +152,10 @@ void agg_push_key(lua_State *L, struct agg *a, const unsigned char *k, size_t kl
 /* The value of key in the pane that takes adds (created: init), or NULL
  * when refused at max_keys; raises on out of memory. */
 void *agg_slot(lua_State *L, struct agg *a, const void *kb, size_t kl, uint64_t h);
-int agg_oom(lua_State *L, struct agg *a);
+static inline int agg_oom(lua_State *L, struct agg *a)
+{
+	return luaL_error(L, "%s: out of memory", a->type->name);
+}
 /* Construct: options from the table at 1 (kind's extra options after
  * the common ones), the userdata pushed and returned. */
 struct agg *agg_new(lua_State *L, const struct agg_type *type, const struct nlg_opt *opts);
