@@ -140,10 +140,9 @@ void agg_reader(lua_State *L, int idx, const struct agg_type *type, struct agg_r
 		r->closed = 0;
 		return;
 	}
-	if (u && len == sizeof(*w) && w->magic == WIN_MAGIC && (!type || w->a->type == type)) {
+	if (u && len == sizeof(*w) && w->magic == WIN_MAGIC && (!type || w->type == type)) {
 		if (!w->valid)
-			luaL_error(L, "%s window used after its on_close returned",
-				   w->a->type->name);
+			luaL_error(L, "%s window used after its on_close returned", w->type->name);
 		r->a = w->a;
 		r->p = w->p;
 		r->start = w->since;
@@ -199,6 +198,7 @@ static void win_close(lua_State *L, struct agg *a)
 		struct agg_win *w = lua_newuserdatauv(L, sizeof(*w), 0);
 		int64_t start = (int64_t)end - (int64_t)a->window_ns;
 		*w = (struct agg_win){.magic = WIN_MAGIC,
+				      .type = a->type,
 				      .a = a,
 				      .p = closed,
 				      .start = start,
@@ -212,6 +212,8 @@ static void win_close(lua_State *L, struct agg *a)
 		int rc = nlg_gw_call(gw, L, 1, a->type->what);
 		nlg_gw_outcome(gw, L, rc, &a->fails, &a->on_close_ref, a->type->what);
 		w->valid = 0;
+		w->a = NULL;
+		w->p = NULL;
 		lua_pop(L, 1);
 	}
 	pane_clear(a, closed);

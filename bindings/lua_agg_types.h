@@ -103,6 +103,9 @@ struct agg {
  * object passed to on_close. */
 struct agg_win {
 	uint32_t magic;
+	/* kept here: a window kept past its on_close may outlive its
+	 * aggregator, so nothing reads a once the window is invalid */
+	const struct agg_type *type;
 	struct agg *a;
 	union agg_pane *p;
 	int64_t start; /* before the epoch for a first window on a clock near 0 */

@@ -61,7 +61,25 @@ struct keytab {
 	struct kent **b;
 	size_t nb, n;
 	struct kent *oldest, *newest;
+	/* the state's allocator: keys count against the script's memory limit */
+	lua_Alloc alloc;
+	void *ud;
 };
+
+static void kt_setalloc(struct keytab *kt, lua_State *L)
+{
+	kt->alloc = lua_getallocf(L, &kt->ud);
+}
+
+static void *kt_mem(struct keytab *kt, void *p, size_t osize, size_t nsize)
+{
+	return kt->alloc(kt->ud, p, osize, nsize);
+}
+
+static size_t kent_size(size_t len)
+{
+	return sizeof(struct kent) + len + 1;
+}
 
 static uint64_t hash_text(const char *s, size_t n)
 {
@@ -110,10 +128,11 @@ static void kt_unlink(struct keytab *kt, struct kent *e)
 static void kt_grow(struct keytab *kt)
 {
 	size_t nb = kt->nb ? kt->nb * 2 : 16;
-	struct kent **b = calloc(nb, sizeof(*b));
+	struct kent **b = kt_mem(kt, NULL, 0, nb * sizeof(*b));
 
 	if (!b)
 		return;
+	memset(b, 0, nb * sizeof(*b));
 	for (size_t i = 0; i < kt->nb; i++) {
 		for (struct kent *e = kt->b[i], *next; e; e = next) {
 			next = e->chain;
@@ -121,7 +140,8 @@ static void kt_grow(struct keytab *kt)
 			b[e->hash & (nb - 1)] = e;
 		}
 	}
-	free(kt->b);
+	if (kt->b)
+		kt_mem(kt, kt->b, kt->nb * sizeof(*kt->b), 0);
 	kt->b = b;
 	kt->nb = nb;
 }
@@ -133,8 +153,9 @@ static struct kent *kt_add(struct keytab *kt, const char *s, size_t n, uint64_t 
 
 	if (kt->n >= kt->nb)
 		kt_grow(kt);
-	if (!kt->nb || !(e = calloc(1, sizeof(*e) + n + 1)))
+	if (!kt->nb || !(e = kt_mem(kt, NULL, 0, kent_size(n))))
 		return NULL;
+	memset(e, 0, kent_size(n));
 	e->hash = h;
 	e->len = n;
 	memcpy(e->text, s, n);
@@ -165,17 +186,20 @@ static void kt_del(struct keytab *kt, struct kent *e)
 	}
 	kt_unlink(kt, e);
 	kt->n--;
-	free(e);
+	kt_mem(kt, e, kent_size(e->len), 0);
 }
 
 static void kt_free(struct keytab *kt)
 {
 	for (struct kent *e = kt->oldest, *next; e; e = next) {
 		next = e->next;
-		free(e);
+		kt_mem(kt, e, kent_size(e->len), 0);
 	}
-	free(kt->b);
-	memset(kt, 0, sizeof(*kt));
+	if (kt->b)
+		kt_mem(kt, kt->b, kt->nb * sizeof(*kt->b), 0);
+	kt->b = NULL;
+	kt->nb = kt->n = 0;
+	kt->oldest = kt->newest = NULL;
 }
 
 /* ---- reading options ------------------------------------------------- */
@@ -375,11 +399,26 @@ static int alerts_admit(struct alerts *al, const char *name, const char *key, si
 
 	alerts_forget(al, now);
 	e = kt_find(&al->kt, buf, n, h);
-	if (!e) {
-		if (al->kt.n >= ALERT_KEYS || !(e = kt_add(&al->kt, buf, n, h, now))) {
-			al->dropped_keys++;
-			return ADMIT_REFUSED;
+	if (!e && al->kt.n >= ALERT_KEYS) {
+		/* Full: first every pair past its own `every` (one with a long
+		 * every can stand before many expired ones in use order), then
+		 * the oldest pair. Forgetting a pair costs at most one frame its
+		 * de-duplication would have held back; refusing would lose an
+		 * alert. */
+		struct kent *next;
+		for (struct kent *o = al->kt.oldest; o; o = next) {
+			next = o->next;
+			if (o->used_ns <= now && now - o->used_ns >= o->u.a.every_ns)
+				kt_del(&al->kt, o);
 		}
+		if (al->kt.n >= ALERT_KEYS && al->kt.oldest) {
+			kt_del(&al->kt, al->kt.oldest);
+			al->dropped_keys++;
+		}
+	}
+	if (!e && !(e = kt_add(&al->kt, buf, n, h, now))) {
+		al->dropped_keys++;
+		return ADMIT_REFUSED;
 	}
 	kt_touch(&al->kt, e, now);
 	e->u.a.every_ns = every_ns;
@@ -434,6 +473,7 @@ static struct alerts *push_alerts(lua_State *L)
 	lua_pop(L, 1);
 	al = lua_newuserdatauv(L, sizeof(*al), 0);
 	memset(al, 0, sizeof(*al));
+	kt_setalloc(&al->kt, L);
 	al->gw = nlg_gw_get(L);
 	luaL_setmetatable(L, ALERTS_MT);
 	lua_pushvalue(L, -1);
@@ -1127,6 +1167,7 @@ static int l_threshold(lua_State *L)
 	check_keys(L, 1, threshold_opts, what);
 	t = lua_newuserdatauv(L, sizeof(*t), 3); /* 2: a raise from here leaks nothing */
 	memset(t, 0, sizeof(*t));
+	kt_setalloc(&t->kt, L);
 	t->al = al;
 	t->gw = al->gw;
 	t->self_ref = LUA_NOREF;

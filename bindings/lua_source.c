@@ -22,6 +22,7 @@ struct lua_src {
 	struct nlg_view *view;
 	int depth;   /* sink calls of ours on the C stack */
 	int closing; /* :close() ran inside a handler: finish when it returns */
+	int batched; /* a run went to :batch in place since the last flush */
 	struct nlg_recs recs;
 	/* the script side's counters; the source keeps the rest */
 	/* handler names for the log, made once: not per record */
@@ -287,6 +288,7 @@ static int sink_records(void *data, const void *recs, size_t n)
 	if (ls->filter_ref == LUA_NOREF && ls->each_ref == LUA_NOREF && !ls->recs.n &&
 	    ls->batch_ref != LUA_NOREF) {
 		ls->delivered += n;
+		ls->batched = 1;
 		call_batch(ls, recs, n);
 	} else {
 		size_t i = 0;
@@ -303,14 +305,20 @@ static void sink_flush(void *data)
 {
 	struct lua_src *ls = data;
 
+	static const char none[1]; /* an empty batch's records: not NULL, which
+				    * marks a batch used after its handler */
+	int batched = ls->batched;
+
+	ls->batched = 0;
 	/* An empty poll is still a poll: a batch handler that ends peers or
-	 * resolves alerts on what it no longer sees must hear of it. */
-	if (ls->closing || ls->batch_ref == LUA_NOREF) {
+	 * resolves alerts on what it no longer sees must hear of it. A run
+	 * the batch handler already had in place (sink_records) was the poll. */
+	if (ls->closing || ls->batch_ref == LUA_NOREF || (!ls->recs.n && batched)) {
 		ls->recs.n = 0;
 		return;
 	}
 	enter(ls);
-	call_batch(ls, ls->recs.data, ls->recs.n);
+	call_batch(ls, ls->recs.n ? ls->recs.data : none, ls->recs.n);
 	nlg_recs_clear(&ls->recs);
 	leave(ls);
 }

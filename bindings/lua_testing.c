@@ -210,7 +210,8 @@ static int p_push(lua_State *L)
 		return luaL_error(L, "p:push: the pipeline has no source named or of kind '%s'",
 				  key);
 	/* Every record is built before any is delivered: a bad table raises
-	 * with nothing half-done. */
+	 * with nothing half-done. Each is a userdata on the stack. */
+	luaL_checkstack(L, (int)n + 4, "p:push: too many sources");
 	for (size_t i = 0; i < n; i++) {
 		const struct nlg_source_ops *ops = nlg_source_ops(src[i]);
 		const struct nlg_schema *s = nlg_source_schema(ops, nlg_source_conf(src[i]));

@@ -368,6 +368,12 @@ describe("the clock going back (module mode)", function()
     assert.has_error(function() kept:get("x") end, "gw.counter window used after its on_close returned")
     assert.has_error(function() kept:start() end)
     assert.has_error(function() kept.add(kept, "x") end)
+    -- the window outlives its aggregator: still an error, never a read of freed memory
+    c = nil
+    collectgarbage()
+    collectgarbage()
+    assert.has_error(function() kept:size() end, "gw.counter window used after its on_close returned")
+    assert.has_error(function() gw.counter {}:merge(kept) end)
   end)
 
   it("closes the windows a jump forward missed, in order, up to a bound", function()

@@ -370,11 +370,22 @@ describe("alerts on a testing pipeline", function()
     p:close()
   end)
 
-  it("remembers at most 10,000 pairs: past them new ones are refused and counted", function()
+  it("remembers at most 10,000 pairs: past them the oldest is forgotten early, counted", function()
     local p = testing.pipeline("tests/spec/pipelines/alert_many.lua", { clock = 0, env = { N = "10002" } })
     local st = p:stats().alerts
-    assert.are.same({ 10000, 10000, 2 }, { st.sent, st.keys, st.dropped_keys })
-    assert.are.equal(10000, #p:sent("alert.many"))
+    assert.are.same({ 10002, 10000, 2 }, { st.sent, st.keys, st.dropped_keys })
+    assert.are.equal(10002, #p:sent("alert.many"))
+    p:close()
+  end)
+
+  it("makes room among expired pairs behind one with a long every", function()
+    local p = testing.pipeline("tests/spec/pipelines/alert_many.lua", { clock = 0, env = { MODE = "sweep" } })
+    assert.are.equal(10000, p:stats().alerts.keys)
+    p:advance("60s")
+    local st = p:stats().alerts
+    assert.are.same({ 10001, 2, 0 }, { st.sent, st.keys, st.dropped_keys }) -- "old" and "new" stay
+    local frames = p:sent("alert.many")
+    assert.are.equal("new", frames[#frames].record.key)
     p:close()
   end)
 

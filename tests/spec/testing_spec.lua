@@ -154,6 +154,23 @@ describe("testing.pipeline", function()
     p:close()
   end)
 
+  it("forwards empty polls as empty batches, without errors", function()
+    local path = tmpfile([[
+local gw = require "nlgate"
+local out = gw.unix { path = "fwd.sock" }
+gw.sockets { every = "1s" }:batch(function(b) out:send("socks", b) end)
+]])
+    local p = testing.pipeline(path)
+    for _ = 1, 120 do p:poll() end -- past the 100 failures that would disable it
+    p:push("sock", { state = "LISTEN", src = "0.0.0.0", sport = 80 })
+    p:poll()
+    assert.are.same({}, p:errors())
+    assert.are.equal(121, p:stats().sockets[1].batches)
+    assert.are.equal(1, p:stats().unix[1].offered)
+    p:close()
+    os.remove(path)
+  end)
+
   it("filters frames by output name", function()
     local path = tmpfile([[
 local gw = require "nlgate"
