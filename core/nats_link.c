@@ -33,6 +33,7 @@
 #define RETRY_MAX_MS	5000	  /* resends of failures in a row back off up to this */
 #define RESTART_MAX_MS	30000	  /* so do new connections after libnats closed one */
 #define RESEND_MIN	64	  /* first size of the resend ring, in entries */
+#define LOW_MARK_DIV	16	  /* the loop refills the window once 1/16 of it is free */
 
 /* ---- what libnats's threads share with the loop ----
  *
@@ -787,7 +788,14 @@ int nlg_nats_link_open(struct nlg_nats_link **lp, struct nlg_loop *loop,
 	pthread_mutex_init(&sh->mu, NULL);
 	sh->refs = 1;
 	sh->efd = -1;
-	sh->low_mark = (int64_t)cf->max_pending / 2;
+	/* A waiting loop wakes once a sixteenth of the window is free, not
+	 * half: with the acks paced by the server's round trip, throughput
+	 * follows the messages kept in flight, and refilling at half kept
+	 * about 83% of the window in flight (the benchmark's median 0.79 of
+	 * the floor, whose StallWait resumes at the first free slot); now
+	 * about 99%. A wake every window/16 acks costs one eventfd write and
+	 * one run of publishes. */
+	sh->low_mark = (int64_t)cf->max_pending - (int64_t)cf->max_pending / LOW_MARK_DIV;
 	atomic_init(&sh->state, NLG_LINK_CONNECTING);
 	l->sh = sh;
 	l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
