@@ -146,9 +146,10 @@ static void unhook_all(struct nlg_source *src)
 	}
 }
 
-struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_loop *loop,
-				   const void *conf, const struct nlg_sink *sink,
-				   struct nlg_err *err)
+/* The generic half, with a copy of the options; nothing opened yet. */
+static struct nlg_source *source_new(const struct nlg_source_ops *ops, struct nlg_loop *loop,
+				     const void *conf, const struct nlg_sink *sink,
+				     struct nlg_err *err)
 {
 	struct nlg_source *src = calloc(1, sizeof(*src));
 
@@ -164,6 +165,17 @@ struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_
 	src->rec_size = nlg_source_schema(ops, src->conf)->rec_size;
 	if (sink)
 		src->sink = *sink;
+	return src;
+}
+
+struct nlg_source *nlg_source_open(const struct nlg_source_ops *ops, struct nlg_loop *loop,
+				   const void *conf, const struct nlg_sink *sink,
+				   struct nlg_err *err)
+{
+	struct nlg_source *src = source_new(ops, loop, conf, sink, err);
+
+	if (!src)
+		return NULL;
 	enter(src);
 	int rc = ops->open(src, src->conf, &src->st, err);
 	if (rc < 0) {
@@ -181,21 +193,10 @@ struct nlg_source *nlg_source_open_fake(const struct nlg_source_ops *ops, struct
 					const void *conf, const struct nlg_sink *sink,
 					struct nlg_err *err)
 {
-	struct nlg_source *src = calloc(1, sizeof(*src));
+	struct nlg_source *src = source_new(ops, loop, conf, sink, err);
 
-	if (!src || !(src->conf = calloc(1, ops->conf_size ? ops->conf_size : 1))) {
-		free(src);
-		nlg_err_set(err, ENOMEM, "%s: out of memory", ops->name);
-		return NULL;
-	}
-	src->ops = ops;
-	src->loop = loop;
-	src->fake = 1;
-	if (ops->conf_size)
-		memcpy(src->conf, conf, ops->conf_size);
-	src->rec_size = nlg_source_schema(ops, src->conf)->rec_size;
-	if (sink)
-		src->sink = *sink;
+	if (src)
+		src->fake = 1;
 	return src;
 }
 
