@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "nlgate/agg.h"
 
 #define ALERTS_KEY	 "nlgate.alerts.table" /* registry: the state's alert table */
 #define ALERTS_MT	 "nlgate.alerts"
@@ -81,13 +82,11 @@ static size_t kent_size(size_t len)
 	return sizeof(struct kent) + len + 1;
 }
 
+/* The aggregators' hash (core/agg_table.c): keys come from the network, and
+ * it mixes every bit where FNV-1a's low bits, the bucket index, are weak. */
 static uint64_t hash_text(const char *s, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
-	return h;
+	return nlg_agg_hash(s, n, 0);
 }
 
 static struct kent *kt_find(const struct keytab *kt, const char *s, size_t n, uint64_t h)
