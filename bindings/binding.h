@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "nlgate/common.h"
@@ -73,9 +74,10 @@ struct nlg_gw {
 	lua_State *L; /* thread handlers run on (set at each entry) */
 	uint64_t calls, errors, budget_kills, disabled, oom;
 	uint64_t insn_budget, insn_used;
-	int depth;		  /* handler calls on the C stack; the budget is the outermost's */
-	int killed;		  /* 1 the budget, 2 a stop, stopped this call: it stays stopped */
-	int sealed;		  /* the state is closing: no new sources, outputs or timers */
+	int depth;  /* handler calls on the C stack; the budget is the outermost's */
+	int killed; /* 1 the budget, 2 a stop, stopped this call: it stays stopped */
+	int lazy;   /* the main thread's hook is armed by the watchdog (nlg_gw_lazy) */
+	int sealed; /* the state is closing: no new sources, outputs or timers */
 	struct nlg_gw_stat stats; /* list head */
 	struct nlg_buf enc;	  /* shared encode buffer for sends */
 	msgpack_packer pk;
@@ -131,6 +133,18 @@ void nlg_gw_check_open(lua_State *L, struct nlg_gw *gw, const char *what);
 int nlg_gw_traceback(lua_State *L);
 /* The count hook behind the instruction budget. */
 void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar);
+/* The signal that arms the budget's hook on a lazy state's main thread,
+ * sent by the watchdog to the loop thread. */
+#define NLG_SIG_ARM (SIGRTMIN + 4)
+/* on: the main thread of gw's state runs without the count hook until
+ * NLG_SIG_ARM arrives during a call (at most one lazy state per process:
+ * the latest); the budget then counts from that moment. off (or gw NULL):
+ * no state is lazy any more; gw, if given, is hooked from its first
+ * instruction again. Returns 0 or -errno (the handler not installed). */
+int nlg_gw_lazy(struct nlg_gw *gw, int on);
+/* Hook a coroutine co created on L for the budget (coroutines are always
+ * hooked, a lazy state's too). */
+void nlg_gw_hook_thread(lua_State *L, lua_State *co);
 void nlg_gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Log "error in WHAT handler: MSG" (and keep it for p:errors() in a dry
  * gateway); the caller counts it. */

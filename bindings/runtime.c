@@ -3,6 +3,7 @@
  * the house of instances a reload hands over, and reading option tables
  * from a script's table. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,76 @@ struct nlg_gw *nlg_gw_get(lua_State *L)
 	return gw;
 }
 
+/* ---- the budget's hook, armed late ------------------------------------------
+ *
+ * Lua 5.4 calls into the debugger for every VM instruction while a count
+ * hook is set, whatever its interval: about a quarter of a small handler's
+ * cost. Under `nlgate run` the main thread therefore runs unhooked, and the
+ * watchdog arms the hook (a signal to the loop thread: lua_sethook is one
+ * of the few calls Lua allows in a signal handler, as lua.c does for ^C)
+ * once a call has held the loop one watchdog tick; the budget counts from
+ * there and the kill is as sticky as before. Coroutines are always hooked
+ * (nlg_gw_hook_thread): the signal can only reach the main thread. Only one
+ * state per process is armed this way, the one the watchdog watches. */
+static lua_State *volatile arm_L;	/* main thread of the lazy state */
+static volatile sig_atomic_t arm_set;	/* the signal hooked it this call */
+static volatile sig_atomic_t arm_count; /* times it did, for gw.stats() */
+
+static void arm_handler(int sig)
+{
+	lua_State *L = arm_L;
+
+	NLG_UNUSED(sig);
+	if (!L || arm_set)
+		return;
+	arm_set = 1;
+	arm_count++;
+	lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
+}
+
+int nlg_gw_lazy(struct nlg_gw *gw, int on)
+{
+	static int installed;
+
+	if (on && !installed) {
+		struct sigaction sa = {.sa_handler = arm_handler, .sa_flags = SA_RESTART};
+
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(NLG_SIG_ARM, &sa, NULL) < 0)
+			return -errno;
+		installed = 1;
+	}
+	if (!on || !gw) {
+		arm_L = NULL;
+		if (gw) {
+			gw->lazy = 0;
+			if (gw->insn_budget)
+				lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT,
+					    NLG_HOOK_EVERY);
+		}
+		return 0;
+	}
+	arm_L = NULL;
+	if (!gw->insn_budget) /* nothing to arm */
+		return 0;
+	gw->lazy = 1;
+	lua_sethook(gw->L, NULL, 0, 0);
+	arm_set = 0;
+	arm_L = gw->L;
+	return 0;
+}
+
+void nlg_gw_hook_thread(lua_State *L, lua_State *co)
+{
+	struct nlg_gw *gw;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, GW_KEY);
+	gw = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (gw && gw->insn_budget)
+		lua_sethook(co, nlg_gw_budget_hook, LUA_MASKCOUNT, gw->killed ? 1 : NLG_HOOK_EVERY);
+}
+
 void nlg_gw_enter(struct nlg_gw *gw, const char *what)
 {
 	struct nlg_house *h = gw->house;
@@ -103,10 +174,15 @@ void nlg_gw_leave(struct nlg_gw *gw, lua_State *L)
 {
 	if (--gw->depth > 0)
 		return;
-	if (gw->killed) { /* back to the normal rate of the count hook */
+	if (gw->killed) /* back to the normal rate (L may be a coroutine: always hooked) */
 		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
-		if (gw->L != L)
-			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
+	if (gw->lazy) {
+		if (arm_set || gw->killed) { /* unhooked again until the watchdog says */
+			arm_set = 0;
+			lua_sethook(gw->L, NULL, 0, 0);
+		}
+	} else if (gw->killed && gw->L != L) {
+		lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, NLG_HOOK_EVERY);
 	}
 	gw->killed = 0;
 	atomic_store_explicit(&gw->house->stop_now, 0, memory_order_relaxed);
@@ -213,9 +289,11 @@ void nlg_gw_budget_hook(lua_State *L, lua_Debug *ar)
 		if (gw->L != L)
 			lua_sethook(gw->L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
 	}
-	if (gw->killed) /* sticky: pcall and coroutines cannot swallow it */
+	if (gw->killed) { /* sticky: pcall and coroutines cannot swallow it */
+		lua_sethook(L, nlg_gw_budget_hook, LUA_MASKCOUNT, 1);
 		luaL_error(L, gw->killed == 2 ? "the gateway is stopping: handler stopped"
 					      : "instruction budget exceeded: handler stopped");
+	}
 	if (!gw->insn_budget)
 		return;
 	gw->insn_used += (uint64_t)lua_gethookcount(L);
@@ -271,6 +349,7 @@ int nlg_gw_stats(lua_State *L)
 	set_int(L, "calls", gw->calls);
 	set_int(L, "errors", gw->errors);
 	set_int(L, "budget_kills", gw->budget_kills);
+	set_int(L, "budget_armed", (uint64_t)arm_count);
 	set_int(L, "mem_kb", (uint64_t)lua_gc(L, LUA_GCCOUNT, 0));
 	set_int(L, "reloads", gw->house->reloads);
 	set_int(L, "reload_failures", gw->house->reload_failures);

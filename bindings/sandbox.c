@@ -159,6 +159,46 @@ static int safe_xpcall(lua_State *L)
 	return lua_gettop(L);
 }
 
+/* ---- coroutines ------------------------------------------------------------
+ *
+ * A coroutine inherits its creator's hook when it is made, and a lazy
+ * state's main thread runs unhooked (runtime.c): every coroutine gets the
+ * budget's hook of its own. Upvalue 1 is the real function. */
+static int hooked_create(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	nlg_gw_hook_thread(L, lua_tothread(L, -1));
+	return 1;
+}
+
+static int hooked_wrap(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	/* coroutine.wrap's function keeps its thread as its one upvalue */
+	if (lua_getupvalue(L, -1, 1) && lua_type(L, -1) == LUA_TTHREAD)
+		nlg_gw_hook_thread(L, lua_tothread(L, -1));
+	else
+		return luaL_error(L, "coroutine.wrap: no thread to watch");
+	lua_pop(L, 1);
+	return 1;
+}
+
+static void hook_coroutines(lua_State *L)
+{
+	lua_getglobal(L, "coroutine");
+	lua_getfield(L, -1, "create");
+	lua_pushcclosure(L, hooked_create, 1);
+	lua_setfield(L, -2, "create");
+	lua_getfield(L, -1, "wrap");
+	lua_pushcclosure(L, hooked_wrap, 1);
+	lua_setfield(L, -2, "wrap");
+	lua_pop(L, 1);
+}
+
 /* ---- terminal output ---------------------------------------------------- */
 
 /* io.stdout / io.stderr stand-ins: write and flush, nothing that closes,
@@ -241,6 +281,7 @@ static int build_env(lua_State *L)
 	lua_pushnil(L);
 	lua_setfield(L, -2, "dump");
 	lua_pop(L, 1);
+	hook_coroutines(L);
 
 	/* require: preloaded modules (nlgate), then Lua text on the path. */
 	lua_pushstring(L, search_path ? search_path : "");

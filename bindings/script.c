@@ -38,7 +38,9 @@ int luaopen_nlgate(lua_State *L);
 
 struct watchdog {
 	pthread_t thread;
+	pthread_t loop_thread; /* where NLG_SIG_ARM goes */
 	int running;
+	int lazy; /* the budget's hook is armed by this thread (nlg_gw_lazy) */
 	atomic_int quit;
 };
 
@@ -147,8 +149,14 @@ int nlg_script_run_file(lua_State *L, const char *path, struct nlg_err *err)
  * The loop thread cannot watch itself while a handler holds it. This thread
  * samples, every WD_TICK_MS, the house's call sequence: the same outermost
  * call still running one tick later has held the loop that much longer. It
- * reads no clock on the loop thread's behalf and takes no lock there. */
+ * reads no clock on the loop thread's behalf and takes no lock there. A
+ * sample that finds a call running looks again WD_ARM_MS later, and if the
+ * same call still runs it gets the budget's hook (NLG_SIG_ARM, see
+ * nlg_gw_lazy): the budget starts counting at most a tick and WD_ARM_MS
+ * into a long call, at no more than two wake-ups a tick (each costs the
+ * process ~30 us of CPU here: a fixed 10 ms tick cost 3 ms a second). */
 #define WD_TICK_MS    100
+#define WD_ARM_MS     10
 #define WD_STOP_MS    500  /* a stop pending this long: ask the handler to stop */
 #define WD_EXIT_MS    1500 /* ...and this long: it is stuck in C; exit */
 #define WD_DEFAULT_MS 2000
@@ -157,24 +165,33 @@ static void *watchdog_main(void *arg)
 {
 	struct nlg_script *s = arg;
 	struct nlg_house *h = &s->house;
-	uint64_t last_seq = 0, held_ms = 0, reported_seq = 0, stop_ms = 0;
+	uint64_t last_seq = 0, held_ms = 0, reported_seq = 0, stop_ms = 0, armed_seq = 0;
 	uint64_t limit = s->o.wall_ms ? s->o.wall_ms : WD_DEFAULT_MS;
+	int wait = WD_TICK_MS;
 
 	while (!atomic_load(&s->wd.quit)) {
 		struct pollfd p = {.fd = s->o.stop_fd, .events = POLLIN};
-		int pending = poll(&p, 1, WD_TICK_MS) > 0 && (p.revents & POLLIN);
+		int pending = poll(&p, 1, wait) > 0 && (p.revents & POLLIN);
 		uint64_t seq = atomic_load_explicit(&h->call_seq, memory_order_relaxed);
 		int in_call = atomic_load_explicit(&h->in_call, memory_order_acquire);
+		int waited = wait;
 
 		if (pending) /* the loop reads the signal as soon as it is free */
-			usleep(WD_TICK_MS * 1000);
+			usleep((useconds_t)wait * 1000);
 		if (!in_call || seq != last_seq) {
 			last_seq = seq;
 			held_ms = 0;
 			stop_ms = 0;
+			/* a call running: is it still the same one shortly? */
+			wait = in_call && s->wd.lazy && armed_seq != seq ? WD_ARM_MS : WD_TICK_MS;
 			continue;
 		}
-		held_ms += WD_TICK_MS;
+		wait = WD_TICK_MS;
+		held_ms += (uint64_t)waited;
+		if (s->wd.lazy && armed_seq != seq) {
+			armed_seq = seq;
+			pthread_kill(s->wd.loop_thread, NLG_SIG_ARM);
+		}
 		if (held_ms >= limit && reported_seq != seq) {
 			reported_seq = seq;
 			/* The name is alive: the loop thread is inside that call. */
@@ -184,9 +201,12 @@ static void *watchdog_main(void *arg)
 		}
 		if (!pending)
 			continue;
-		stop_ms += WD_TICK_MS;
-		if (stop_ms >= WD_STOP_MS)
+		stop_ms += (uint64_t)waited;
+		if (stop_ms >= WD_STOP_MS) {
 			atomic_store(&h->stop_now, 1); /* the count hook raises in Lua code */
+			if (s->wd.lazy) /* armed already, unless that signal came between calls */
+				pthread_kill(s->wd.loop_thread, NLG_SIG_ARM);
+		}
 		if (stop_ms >= WD_EXIT_MS) {
 			nlg_log("watchdog: asked to stop, but the %s handler has held the loop for "
 				"%llu ms inside a C function; exiting without draining",
@@ -202,10 +222,16 @@ void nlg_script_watchdog(struct nlg_script *s)
 {
 	if (s->o.stop_fd <= 0 || s->wd.running)
 		return;
-	if (pthread_create(&s->wd.thread, NULL, watchdog_main, s) == 0)
+	s->wd.loop_thread = pthread_self();
+	/* Before the thread starts: it reads lazy without a lock. */
+	s->wd.lazy = nlg_gw_lazy(nlg_gw_get(s->L), 1) == 0;
+	if (pthread_create(&s->wd.thread, NULL, watchdog_main, s) == 0) {
 		s->wd.running = 1;
-	else
+	} else {
+		nlg_gw_lazy(nlg_gw_get(s->L), 0);
+		s->wd.lazy = 0;
 		nlg_log("watchdog: cannot start a thread; handlers run unwatched");
+	}
 }
 
 static void watchdog_stop(struct nlg_script *s)
@@ -304,6 +330,8 @@ int nlg_script_reload(struct nlg_script *s, struct nlg_err *err)
 		old_gw->L = s->L;
 		return rc;
 	}
+	if (s->wd.lazy) /* before the old state closes: the signal finds the new one */
+		nlg_gw_lazy(gw, 1);
 	state_close(s->L); /* closes what the new script no longer declares */
 	s->L = L;
 	s->house.reloads++;
@@ -346,6 +374,8 @@ void nlg_script_stop(struct nlg_script *s)
 	}
 	if (s->L)
 		drain_outputs(s);
+	if (s->wd.lazy)
+		nlg_gw_lazy(NULL, 0);
 	state_close(s->L);
 	watchdog_stop(s);
 	free(s);
