@@ -24,7 +24,8 @@
 #  3   debug        no debug library anywhere: the budget cannot be lifted
 #  4   budget       (--budget 1000000) loops behind pcall, coroutines,
 #                   xpcall, __close, __tostring, callbacks from C: stopped,
-#                   counted in gw.stats().script.budget_kills; a looping top
+#                   counted in gw.stats().script.budget_kills (and the
+#                   watchdog armed the hook: budget_armed); a looping top
 #                   level is refused
 #  4b-4f            the same for code Lua runs with hooks off: a looping
 #                   __gc finalizer (plain, or planted in the metatable by its
@@ -323,6 +324,8 @@ case_budget() {
 	[ "$(result KILLS)" = "RESULT KILLS $n_att $n_att" ] ||
 		nlg_fail "gw.stats().script.budget_kills after $n_att loops: $(result KILLS)"
 	[ "$(result AFTER)" = "RESULT AFTER 5000050000" ] || nlg_fail "the handler after the kills: $(result AFTER)"
+	[ "$(result ARMED)" = "RESULT ARMED true" ] ||
+		nlg_fail "the watchdog never armed the budget's hook: $(result ARMED)"
 	check_ticking
 	check_canary
 	gw_stop

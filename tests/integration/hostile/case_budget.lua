@@ -46,6 +46,9 @@ H.attacks(attacks, {
   done = function()
     local st = gw.stats().script
     H.result("KILLS", st.budget_kills, #attacks)
+    -- under `nlgate run` handlers start unhooked: the watchdog armed the
+    -- budget's hook for the loops on the main thread
+    H.result("ARMED", st.budget_armed > 0)
     -- the next handler call runs normally again
     local n = 0
     for i = 1, 100000 do n = n + i end
