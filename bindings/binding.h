@@ -211,6 +211,23 @@ struct nlg_view *nlg_view_test(lua_State *L, int idx);
 void nlg_view_fill(lua_State *L, int idx, const struct nlg_schema *s, void *rec, const char *what);
 /* Push a record field's value (nil when absent). */
 void nlg_view_push_field(lua_State *L, const struct nlg_schema *s, int fi, const void *rec);
+/* Fields picked by name once, pushed per record without an __index call
+ * each (batch:fields, src:each(fn, names...)). */
+#define NLG_VIEW_FIELDS_MAX 16
+struct nlg_view_fields {
+	int n;
+	uint16_t fi[NLG_VIEW_FIELDS_MAX];
+};
+/* The n names at first.. on L's stack, fields of kind s; raises on an
+ * unknown name as a view's read does ("sock record has no field 'x'"). */
+void nlg_view_fields_resolve(lua_State *L, const struct nlg_schema *s, int first, int n,
+			     struct nlg_view_fields *out, const char *what);
+/* Push the memo's anchors table, which nlg_view_push_fields needs at a
+ * stack index (push it once for a run of records). */
+void nlg_view_push_anchors(lua_State *L);
+/* Push f's fields of v's record as v's reads would give them. */
+void nlg_view_push_fields(lua_State *L, const struct nlg_view *v, const struct nlg_view_fields *f,
+			  int anchors);
 /* Push a table copy of the record. */
 void nlg_view_push_table(lua_State *L, const struct nlg_schema *s, const void *rec);
 

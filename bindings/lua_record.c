@@ -189,8 +189,9 @@ static void memo_name(lua_State *L, struct nlg_view_memo *m, const void *k,
 }
 
 /* An address's text, made once for as long as the address keeps its slot:
- * formatting and interning it was a third of a field read. */
-static void push_addr(lua_State *L, struct nlg_view_memo *m, const struct nlg_addr *a)
+ * formatting and interning it was a third of a field read. anchors: the
+ * stack index of the memo's anchors table. */
+static void push_addr(lua_State *L, struct nlg_view_memo *m, int anchors, const struct nlg_addr *a)
 {
 	size_t len = a->family == AF_INET ? 4 : 16;
 	uint32_t w[4] = {0};
@@ -204,21 +205,21 @@ static void push_addr(lua_State *L, struct nlg_view_memo *m, const struct nlg_ad
 	memcpy(w, a->bytes, len);
 	i = (unsigned)(((w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9e3779b1u) >> 24) & (MEMO_ADDRS - 1);
 	if (m->addr[i].family == a->family && !memcmp(m->addr[i].bytes, a->bytes, len)) {
-		lua_rawgeti(L, lua_upvalueindex(2), (lua_Integer)i + 1);
+		lua_rawgeti(L, anchors, (lua_Integer)i + 1);
 		return;
 	}
 	lua_pushlstring(L, text, nlg_addr_text(a, text));
 	lua_pushvalue(L, -1);
 	m->addr[i].family = 0; /* until the text is kept */
-	lua_rawseti(L, lua_upvalueindex(2), (lua_Integer)i + 1);
+	lua_rawseti(L, anchors, (lua_Integer)i + 1);
 	memcpy(m->addr[i].bytes, a->bytes, len);
 	m->addr[i].family = a->family;
 }
 
-/* Field fi of rec, a record of kind s, as a view gives it (called from a C
- * closure whose upvalue 2 is the memo's anchors: __index, batch:fields). */
-static void push_value(lua_State *L, const struct nlg_schema *s, struct nlg_view_memo *m, int fi,
-		       const void *rec)
+/* Field fi of rec, a record of kind s, as a view gives it; anchors is the
+ * memo's anchors table (upvalue 2 of __index and batch:fields' iterator). */
+static void push_value(lua_State *L, const struct nlg_schema *s, struct nlg_view_memo *m,
+		       int anchors, int fi, const void *rec)
 {
 	const struct nlg_field *f = &s->fields[fi];
 
@@ -240,7 +241,7 @@ static void push_value(lua_State *L, const struct nlg_schema *s, struct nlg_view
 		if (!a->family)
 			lua_pushnil(L);
 		else
-			push_addr(L, m, a);
+			push_addr(L, m, anchors, a);
 		return;
 	}
 	default:
@@ -250,7 +251,19 @@ static void push_value(lua_State *L, const struct nlg_schema *s, struct nlg_view
 
 static void view_push(lua_State *L, struct nlg_view *v, int fi, const void *rec)
 {
-	push_value(L, v->s, v->memo, fi, rec);
+	push_value(L, v->s, v->memo, lua_upvalueindex(2), fi, rec);
+}
+
+void nlg_view_push_anchors(lua_State *L)
+{
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_ANCHORS_KEY);
+}
+
+void nlg_view_push_fields(lua_State *L, const struct nlg_view *v, const struct nlg_view_fields *f,
+			  int anchors)
+{
+	for (int k = 0; k < f->n; k++)
+		push_value(L, v->s, v->memo, anchors, f->fi[k], v->rec);
 }
 
 /* __index(view, key): upvalue 1 is the method table, 2 the memo's anchors.
@@ -613,12 +626,29 @@ static int batch_records(lua_State *L)
  * record in turn, as a view gives them, in one call per record instead of
  * one __index call per field read. Names are looked up once, here; an
  * unknown one raises as a view's read does. */
-#define FIELDS_MAX 16
 struct fields_sel {
 	struct nlg_view_memo *memo;
-	int n;
-	uint16_t fi[FIELDS_MAX];
+	struct nlg_view_fields f;
 };
+
+void nlg_view_fields_resolve(lua_State *L, const struct nlg_schema *s, int first, int n,
+			     struct nlg_view_fields *out, const char *what)
+{
+	if (n > NLG_VIEW_FIELDS_MAX)
+		luaL_error(L, "%s: at most %d fields", what, NLG_VIEW_FIELDS_MAX);
+	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
+	push_index(L, lua_gettop(L), s);
+	for (int k = 0; k < n; k++) {
+		lua_pushvalue(L, first + k);
+		if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, -2) != LUA_TNUMBER)
+			luaL_error(L, "%s record has no field '%s' (see `nlgate fields %s`)",
+				   s->kind, luaL_tolstring(L, first + k, NULL), s->kind);
+		out->fi[k] = (uint16_t)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+	}
+	out->n = n;
+	lua_pop(L, 2);
+}
 
 static int fields_iter(lua_State *L)
 {
@@ -631,9 +661,9 @@ static int fields_iter(lua_State *L)
 		return 0;
 	rec = (const char *)b->recs + (size_t)i * b->s->rec_size;
 	lua_pushinteger(L, i + 1);
-	for (int k = 0; k < fs->n; k++)
-		push_value(L, b->s, fs->memo, fs->fi[k], rec);
-	return 1 + fs->n;
+	for (int k = 0; k < fs->f.n; k++)
+		push_value(L, b->s, fs->memo, lua_upvalueindex(2), fs->f.fi[k], rec);
+	return 1 + fs->f.n;
 }
 
 static int batch_fields(lua_State *L)
@@ -642,26 +672,16 @@ static int batch_fields(lua_State *L)
 	int n = lua_gettop(L) - 1;
 	struct fields_sel *fs;
 
-	if (n < 1 || n > FIELDS_MAX)
-		return luaL_error(L, "batch:fields: name 1 to %d fields", FIELDS_MAX);
+	if (n < 1 || n > NLG_VIEW_FIELDS_MAX)
+		return luaL_error(L, "batch:fields: name 1 to %d fields", NLG_VIEW_FIELDS_MAX);
 	lua_pushvalue(L, 1);				      /* upvalue 1: the batch */
 	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_ANCHORS_KEY); /* 2: the memo's anchors */
 	fs = lua_newuserdatauv(L, sizeof(*fs), 0);	      /* 3 */
 	memset(fs, 0, sizeof(*fs));
 	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_MEMO_KEY);
 	fs->memo = lua_touserdata(L, -1);
-	lua_getfield(L, LUA_REGISTRYINDEX, VIEW_INDEX_KEY);
-	push_index(L, lua_gettop(L), b->s);
-	for (int k = 0; k < n; k++) {
-		lua_pushvalue(L, 2 + k);
-		if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, -2) != LUA_TNUMBER)
-			return luaL_error(L, "%s record has no field '%s' (see `nlgate fields %s`)",
-					  b->s->kind, luaL_tolstring(L, 2 + k, NULL), b->s->kind);
-		fs->fi[k] = (uint16_t)lua_tointeger(L, -1);
-		lua_pop(L, 1);
-	}
-	fs->n = n;
-	lua_pop(L, 3);
+	lua_pop(L, 1);
+	nlg_view_fields_resolve(L, b->s, 2, n, &fs->f, "batch:fields");
 	lua_pushcclosure(L, fields_iter, 3);
 	lua_pushnil(L);
 	lua_pushinteger(L, 0);

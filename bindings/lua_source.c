@@ -20,7 +20,8 @@ struct lua_src {
 	struct nlg_gw_stat stat;
 	int each_ref, batch_ref, filter_ref, view_ref, self_ref;
 	struct nlg_view *view;
-	int depth;   /* sink calls of ours on the C stack */
+	struct nlg_view_fields each_fields; /* src:each(fn, names...): fn(r, values...) */
+	int depth;			    /* sink calls of ours on the C stack */
 	int closing; /* :close() ran inside a handler: finish when it returns */
 	int batched; /* a run went to :batch in place since the last flush */
 	struct nlg_recs recs;
@@ -93,6 +94,20 @@ static int filter_tramp(lua_State *L)
 	return 0;
 }
 
+/* The :each handler of one record with its named fields (the view's
+ * record set): protected, inside nlg_gw_call. */
+static int each_one_tramp(lua_State *L)
+{
+	struct lua_src *ls = lua_touserdata(L, 1);
+
+	nlg_view_push_anchors(L); /* 2 */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+	nlg_view_push_fields(L, ls->view, &ls->each_fields, 2);
+	lua_call(L, 1 + ls->each_fields.n, 0);
+	return 0;
+}
+
 static int deliver(struct lua_src *ls, const void *rec)
 {
 	lua_State *L = ls->gw->L;
@@ -124,10 +139,17 @@ static int deliver(struct lua_src *ls, const void *rec)
 	if (ls->batch_ref != LUA_NOREF && nlg_recs_push(&ls->recs, rec) < 0)
 		ls->batch_dropped++; /* :each still sees it; the batch is short */
 	if (ls->each_ref != LUA_NOREF) {
-		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
-		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+		int rc;
 		ls->view->rec = rec;
-		int rc = nlg_gw_call(ls->gw, L, 1, ls->what_each);
+		if (ls->each_fields.n) { /* the pushes allocate: inside the protected call */
+			lua_pushcfunction(L, each_one_tramp);
+			lua_pushlightuserdata(L, ls);
+			rc = nlg_gw_call(ls->gw, L, 1, ls->what_each);
+		} else {
+			lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
+			lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref);
+			rc = nlg_gw_call(ls->gw, L, 1, ls->what_each);
+		}
 		if (rc < 0)
 			ls->handler_errors++;
 		nlg_gw_outcome(ls->gw, L, rc, &ls->each_fails, &ls->each_ref, ls->what_each);
@@ -158,6 +180,7 @@ static int each_tramp(lua_State *L)
 	size_t size = ls->schema->rec_size;
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ls->view_ref); /* 2: the view, once */
+	nlg_view_push_anchors(L);			 /* 3: for the named fields */
 	for (; ec->i < ec->n; ec->i++) {
 		const void *rec = ec->recs + ec->i * size;
 		if (ls->closing || ls->each_ref == LUA_NOREF || ls->filter_ref != LUA_NOREF)
@@ -165,13 +188,16 @@ static int each_tramp(lua_State *L)
 		ls->delivered++;
 		if (ls->batch_ref != LUA_NOREF && nlg_recs_push(&ls->recs, rec) < 0)
 			ls->batch_dropped++;
+		int nf = ls->each_fields.n;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, ls->each_ref);
 		lua_pushvalue(L, 2);
 		ls->view->rec = rec;
+		if (nf)
+			nlg_view_push_fields(L, ls->view, &ls->each_fields, 3);
 		gw->calls++;
 		nlg_gw_enter(gw, ls->what_each);
 		ec->in_call = 1;
-		lua_call(L, 1, 0);
+		lua_call(L, 1 + nf, 0);
 		ec->in_call = 0;
 		nlg_gw_leave(gw, L);
 		ls->each_fails = 0; /* nlg_gw_outcome of a success */
@@ -428,9 +454,20 @@ static int set_handler(lua_State *L, int *ref)
 	return 1;
 }
 
+/* src:each(fn [, name...]): fn(r) per record, or fn(r, r.name, ...) with
+ * the named fields read in C (no __index call per field). */
 static int l_each(lua_State *L)
 {
-	return set_handler(L, &check(L)->each_ref);
+	struct lua_src *ls = check(L);
+	struct nlg_view_fields f = {0};
+	int n = lua_gettop(L) - 2;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (n > 0)
+		nlg_view_fields_resolve(L, ls->schema, 3, n, &f, "each");
+	lua_settop(L, 2);
+	ls->each_fields = f;
+	return set_handler(L, &ls->each_ref);
 }
 
 static int l_batch(lua_State *L)
