@@ -2,7 +2,8 @@
 -- namespace it is started in) with NLGATE_BENCH_WORKERS workers (default 1),
 -- ring NLGATE_BENCH_RING per worker (default "32M") and snap length
 -- NLGATE_BENCH_SNAPLEN (default 128): the ring and snap length the bench gives
--- tcpdump and netsniff-ng. The :each handler reads three fields of every packet.
+-- tcpdump and netsniff-ng. The :each handler reads three fields of every packet
+-- (NLGATE_BENCH_ARGS=1: it is given them as arguments, src:each(fn, names...)).
 -- It prints, on stdout:
 --   ready                 once the source's workers run (the bench then sends)
 --   count handled H received R packets P kernel_drops K ring_drops D
@@ -34,9 +35,15 @@ if env("NLGATE_BENCH_FIRST") == "1" then
 end
 
 local n = 0
-src:each(function(p)
-	if p.dport == 9 and p.wire_len > 0 and p.src then n = n + 1 end
-end)
+if env("NLGATE_BENCH_ARGS") == "1" then -- the fields as the handler's arguments
+	src:each(function(p, dport, wire_len, addr)
+		if dport == 9 and wire_len > 0 and addr then n = n + 1 end
+	end, "dport", "wire_len", "src")
+else
+	src:each(function(p)
+		if p.dport == 9 and p.wire_len > 0 and p.src then n = n + 1 end
+	end)
+end
 
 local said, ready = nil, false
 gw.every("200ms", function()

@@ -6,6 +6,8 @@
 --   empty          a :each handler doing nothing (the per-record call alone)
 --   read3          :each reading the three fields, no counter
 --   each           :each, a plain Lua table counter keyed by r.src
+--   each_args      the same, the fields as the handler's arguments
+--                  (src:each(fn, "src", "dport", "rtt_us"))
 --   batch          :batch, the same loop over b:records()
 --   batch_fields   :batch, the same over b:fields("src", "dport", "rtt_us")
 --   each_counter   :each, gw.counter{by = "src"} (the key read in C)
@@ -36,6 +38,11 @@ elseif variant == "each" then
 		local k, port, rtt = r.src, r.dport, r.rtt_us
 		if port ~= 0 and rtt < 1e9 then n[k] = (n[k] or 0) + 1 end
 	end)
+elseif variant == "each_args" then
+	local n = {}
+	src:each(function(r, k, port, rtt)
+		if port ~= 0 and rtt < 1e9 then n[k] = (n[k] or 0) + 1 end
+	end, "src", "dport", "rtt_us")
 elseif variant == "batch" then
 	local n = {}
 	src:batch(function(b)

@@ -6,13 +6,17 @@
  * started through include/nlgate/script.h like `nlgate run` starts a script.
  *
  * Usage: bench_lua_driver [-n RECORDS] [-r ROUNDS] [-k KEYS] [-b RUN] [-s SCRIPT] [SPEC...]
- *   SPEC  floor | NAME[+off][+single]  (NAME: a variant of lua_bench.lua)
+ *   SPEC  floor | NAME[+off|+exact][+single]  (NAME: a variant of lua_bench.lua)
  *         floor    the C sink: the same three fields, an open-addressing
  *                  hash map keyed by the address's bytes
  *         +off     no instruction budget and no memory limit (the
  *                  sandbox's count hook is off; the counting allocator
  *                  stays, with no limit to check); default: `nlgate run`'s
- *                  (50,000,000 instructions, 256 MiB)
+ *                  (50,000,000 instructions, 256 MiB, and the watchdog
+ *                  thread that arms the count hook once a call runs long)
+ *         +exact   the budget's count hook from each call's first
+ *                  instruction (no watchdog: the test harness, `nlgate
+ *                  check`)
  *         +single  records handed over one by one (a netlink source), not
  *                  in runs of RUN (a capture worker)
  *   RECORDS timed per spec and round (default 2,000,000); a poll hands over
@@ -243,13 +247,16 @@ static double run_floor(struct nlg_loop *loop, unsigned long total)
 }
 
 static double run_script(struct nlg_loop *loop, const char *script, const char *variant, int off,
-			 unsigned long total, char *why, size_t whylen)
+			 int exact, unsigned long total, char *why, size_t whylen)
 {
 	struct nlg_script_opts o = {.stop_fd = -1};
 	struct nlg_err err = {{0}};
 	struct nlg_script *s;
+	int stop[2] = {-1, -1}; /* the watchdog's stop fd: never written */
 	double ns;
 
+	if (!exact && !off && pipe(stop) == 0)
+		o.stop_fd = stop[0];
 	if (!off) {
 		o.mem_limit = 256u << 20; /* `nlgate run`'s defaults */
 		o.insn_budget = 50000000;
@@ -258,18 +265,26 @@ static double run_script(struct nlg_loop *loop, const char *script, const char *
 	s = nlg_script_start(loop, script, &o, &err);
 	if (!s) {
 		snprintf(why, whylen, "%s", err.msg);
-		return -1;
+		ns = -1;
+		goto out;
 	}
+	nlg_script_watchdog(s); /* with a stop fd, as `nlgate run` */
 	if (!live) {
 		snprintf(why, whylen, "the script opened no gw.bench source");
 		nlg_script_stop(s);
-		return -1;
+		ns = -1;
+		goto out;
 	}
 	ns = timed_polls(total);
 	if (nlg_script_errors(s))
 		snprintf(why, whylen, "%llu handler errors",
 			 (unsigned long long)nlg_script_errors(s));
 	nlg_script_stop(s);
+out:
+	if (stop[0] >= 0) {
+		close(stop[0]);
+		close(stop[1]);
+	}
 	return ns;
 }
 
@@ -281,7 +296,7 @@ static int cmp_double(const void *a, const void *b)
 
 struct spec {
 	char text[64], name[32];
-	int off, single;
+	int off, exact, single;
 	double ns[64];
 	int n;
 	char why[256];
@@ -318,13 +333,11 @@ static void load(const char *when)
 
 int main(int argc, char **argv)
 {
-	static const char *const defaults[] = {"floor",		 "empty",
-					       "read3",		 "each",
-					       "each+off",	 "each+single",
-					       "batch",		 "batch+off",
-					       "batch_fields",	 "batch_fields+off",
-					       "each_counter",	 "batch_counter",
-					       "each_quantiles", NULL};
+	static const char *const defaults[] = {
+	    "floor",	    "empty",	     "read3",	       "each",
+	    "each+off",	    "each+exact",    "each+single",    "each_args",
+	    "batch",	    "batch+off",     "batch_fields",   "batch_fields+off",
+	    "each_counter", "batch_counter", "each_quantiles", NULL};
 	const char *dir = getenv("NLGATE_SRC") ? getenv("NLGATE_SRC") : NLGATE_SRCDIR;
 	unsigned long total = 2000000, rounds = 5, keys = 256;
 	char script[1024];
@@ -373,6 +386,7 @@ int main(int argc, char **argv)
 		snprintf(sp->text, sizeof(sp->text), "%s", t);
 		snprintf(sp->name, sizeof(sp->name), "%.*s", (int)strcspn(t, "+"), t);
 		sp->off = strstr(t, "+off") != NULL;
+		sp->exact = strstr(t, "+exact") != NULL;
 		sp->single = strstr(t, "+single") != NULL;
 		nspecs++;
 	}
@@ -399,8 +413,8 @@ int main(int argc, char **argv)
 			if (!strcmp(sp->name, "floor"))
 				ns = run_floor(loop, total);
 			else
-				ns = run_script(loop, script, sp->name, sp->off, total, sp->why,
-						sizeof(sp->why));
+				ns = run_script(loop, script, sp->name, sp->off, sp->exact, total,
+						sp->why, sizeof(sp->why));
 			if (ns >= 0)
 				sp->ns[sp->n++] = ns;
 		}
@@ -434,7 +448,10 @@ int main(int argc, char **argv)
 		double on = median(&specs[i]), o;
 		if (specs[i].off || !specs[i].n)
 			continue;
-		snprintf(off, sizeof(off), "%.60s+off", specs[i].text);
+		snprintf(off, sizeof(off), "%.*s+off", (int)strcspn(specs[i].text, "+"),
+			 specs[i].text);
+		if (strcmp(specs[i].name, specs[i].text) && !specs[i].exact)
+			continue; /* +single has no +off to compare with */
 		if ((o = spec_median(specs, nspecs, off)) > 0)
 			printf("hooks on %s: %+.1f ns/record (%+.1f%%)\n", specs[i].text, on - o,
 			       (on - o) * 100 / o);
