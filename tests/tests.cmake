@@ -26,6 +26,9 @@ if(CMOCKA_FOUND)
     if(name STREQUAL "test_source_contract" OR name STREQUAL "test_script") # CLI and Lua
       target_link_libraries(${name} PRIVATE nlgcli)
     endif()
+    if(name STREQUAL "test_capture_ring") # the kernel's ENOMEM, simulated
+      target_link_options(${name} PRIVATE -Wl,--wrap=setsockopt -Wl,--wrap=mmap)
+    endif()
     add_test(NAME unit/${name} COMMAND ${name})
     set_tests_properties(unit/${name} PROPERTIES
       ENVIRONMENT "NLGATE_SRC=${CMAKE_SOURCE_DIR}")
