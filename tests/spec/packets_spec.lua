@@ -44,6 +44,19 @@ describe("gw.packets options", function()
   end)
 end)
 
+-- Values got[j] of the fields named sel[j], against t (a record's table
+-- copy): a mismatch is added to bad, labelled with row.
+local function compare_fields(sel, got, t, bad, row)
+  for j = 1, #sel do
+    local want, v = t[sel[j]], got[j]
+    if type(want) == "table" then
+      for f in pairs(want) do if not v or v[f] ~= want[f] then bad[#bad + 1] = sel[j] end end
+    elseif want ~= v then
+      bad[#bad + 1] = row .. " " .. sel[j] .. ": " .. tostring(want) .. " ~= " .. tostring(v)
+    end
+  end
+end
+
 describe("gw.packets on a pcap file", function()
   it("gives one pkt view per packet, decoded", function()
     local n, first, vlans, frags, arp = 0, nil, 0, 0, 0
@@ -223,15 +236,7 @@ describe("gw.packets on a pcap file", function()
       for k = 1, #names, 4 do
         local sel = { names[k], names[k + 1], names[k + 2], names[k + 3] }
         for i, a, c, d, e in b:fields(table.unpack(sel)) do
-          local got, t = { a, c, d, e }, views[i]
-          for j = 1, #sel do
-            local want, v = t[sel[j]], got[j]
-            if type(want) == "table" then
-              for f in pairs(want) do if not v or v[f] ~= want[f] then bad[#bad + 1] = sel[j] end end
-            elseif want ~= v then
-              bad[#bad + 1] = i .. " " .. sel[j] .. ": " .. tostring(want) .. " ~= " .. tostring(v)
-            end
-          end
+          compare_fields(sel, { a, c, d, e }, views[i], bad, i)
           if k == 1 then rows = rows + 1 end
         end
       end
@@ -260,16 +265,8 @@ describe("gw.packets on a pcap file", function()
         local bad, rows = {}, 0
         local src = gw.packets { file = PCAP, filter = filtered and function() return true end or nil }
         src:each(function(r, ...)
-          local got, t = { ... }, r:table()
           rows = rows + 1
-          for j = 1, #sel do
-            local want, v = t[sel[j]], got[j]
-            if type(want) == "table" then
-              for f in pairs(want) do if not v or v[f] ~= want[f] then bad[#bad + 1] = sel[j] end end
-            elseif want ~= v then
-              bad[#bad + 1] = rows .. " " .. sel[j] .. ": " .. tostring(want) .. " ~= " .. tostring(v)
-            end
-          end
+          compare_fields(sel, { ... }, r:table(), bad, rows)
         end, table.unpack(sel))
         assert.is_true(run_until(function() return src:stats().ended end))
         assert.same({}, bad)
