@@ -276,6 +276,11 @@ void nlg_lua_push_output_ctor(lua_State *L, const void *ops);
 int nlg_lua_send_all(struct nlg_gw *gw, lua_State *L, const char *tag, int value_idx);
 /* gw.alert and gw.threshold (lua_alert.c) into the gw table on top. */
 void nlg_lua_alert_open(lua_State *L);
+/* At a reload, before the old state closes: gw.alert's de-duplication pairs
+ * and the pending and firing keys of each threshold, by its name, from the
+ * old state into the new (where the new holds none of its own). Each side
+ * runs protected; -1 if it failed (logged: the new state starts afresh). */
+int nlg_lua_alert_carry(lua_State *from, lua_State *to);
 void nlg_lua_timer_register(lua_State *L);
 int nlg_lua_every(lua_State *L);
 int nlg_lua_after(lua_State *L);

@@ -13,7 +13,8 @@
 #include "binding.h"
 #include "nlgate/agg.h"
 
-#define ALERTS_KEY	 "nlgate.alerts.table" /* registry: the state's alert table */
+#define ALERTS_KEY	 "nlgate.alerts.table"	    /* registry: the state's alert table */
+#define THRESHOLDS_KEY	 "nlgate.alerts.thresholds" /* registry: {threshold = true}, weak */
 #define ALERTS_MT	 "nlgate.alerts"
 #define THRESHOLD_MT	 "nlgate.threshold"
 #define NAME_LEN	 64	/* an alert's name, at most */
@@ -1232,6 +1233,21 @@ static int l_threshold(lua_State *L)
 	opt_by(L, t, what);
 	lua_newtable(L);
 	lua_setiuservalue(L, 2, UV_KEYS);
+	/* Listed for a reload to find by name (nlg_lua_alert_carry). */
+	if (lua_getfield(L, LUA_REGISTRYINDEX, THRESHOLDS_KEY) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_createtable(L, 0, 1);
+		lua_pushliteral(L, "k");
+		lua_setfield(L, -2, "__mode");
+		lua_setmetatable(L, -2);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, THRESHOLDS_KEY);
+	}
+	lua_pushvalue(L, 2);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
 	for (int uv = UV_FIRE; uv <= UV_CLEAR; uv++) {
 		const char *hook = uv == UV_FIRE ? "on_fire" : "on_clear";
 		int ty = lua_getfield(L, 1, hook);
@@ -1252,6 +1268,198 @@ static int l_threshold(lua_State *L)
 	}
 	nlg_gw_stat_add(t->gw, &t->stat, "thresholds", tstat_push);
 	return 1;
+}
+
+/* ---- carried over a reload ----------------------------------------------
+ *
+ * What a new script's alerts must not forget when it replaces the old one:
+ * the pairs gw.alert de-duplicates (else every alert fires again at each
+ * SIGHUP) and each threshold's keys that are pending or firing, by the
+ * threshold's name (else a firing key never resolves). The old state
+ * writes them as one msgpack value; the new one reads what its own
+ * thresholds of the same names can take. Each side runs protected in its
+ * own state: the states share no Lua value. */
+
+static void put_int(lua_State *L, int i, uint64_t v)
+{
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_rawseti(L, -2, i);
+}
+
+/* Old state: the pairs, oldest first {{text, used, sent_ns, every, pending,
+ * sent}, ...} and {name = {{text, used, state, since, clear, value, sent,
+ * key value}, ...}}, as a table at -1. */
+static int carry_out(lua_State *L)
+{
+	struct nlg_buf *out = lua_touserdata(L, 1);
+	struct alerts *al;
+	msgpack_packer pk;
+	int i = 0;
+
+	if (lua_getfield(L, LUA_REGISTRYINDEX, ALERTS_KEY) != LUA_TUSERDATA)
+		return 0;
+	al = lua_touserdata(L, -1);
+	lua_createtable(L, 2, 0); /* the carry */
+	lua_createtable(L, (int)al->kt.n, 0);
+	for (struct kent *e = al->kt.oldest; e; e = e->next) {
+		lua_createtable(L, 6, 0);
+		lua_pushlstring(L, e->text, e->len);
+		lua_rawseti(L, -2, 1);
+		put_int(L, 2, e->used_ns);
+		put_int(L, 3, e->u.a.sent_ns);
+		put_int(L, 4, e->u.a.every_ns);
+		put_int(L, 5, e->u.a.pending);
+		put_int(L, 6, (uint64_t)e->u.a.sent);
+		lua_rawseti(L, -2, ++i);
+	}
+	lua_rawseti(L, -2, 1);
+	lua_newtable(L);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, THRESHOLDS_KEY) == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			struct threshold *t = luaL_testudata(L, -2, THRESHOLD_MT);
+			lua_pop(L, 1);
+			if (!t || !t->kt.n)
+				continue;
+			lua_getiuservalue(L, -1, UV_KEYS);
+			lua_createtable(L, (int)t->kt.n, 0);
+			i = 0;
+			for (struct kent *e = t->kt.oldest; e; e = e->next) {
+				lua_createtable(L, 8, 0);
+				lua_pushlstring(L, e->text, e->len);
+				lua_rawseti(L, -2, 1);
+				put_int(L, 2, e->used_ns);
+				put_int(L, 3, (uint64_t)e->u.t.state);
+				put_int(L, 4, e->u.t.since_ns);
+				put_int(L, 5, e->u.t.clear_ns);
+				lua_pushnumber(L, e->u.t.value);
+				lua_rawseti(L, -2, 6);
+				put_int(L, 7, (uint64_t)e->u.t.sent);
+				lua_pushlstring(L, e->text, e->len);
+				lua_rawget(L, -4); /* the key as the script gave it */
+				lua_rawseti(L, -2, 8);
+				lua_rawseti(L, -2, ++i);
+			}
+			lua_setfield(L, -5, t->name);
+			lua_pop(L, 1); /* the keys */
+		}
+	}
+	lua_pop(L, 1);
+	lua_rawseti(L, -2, 2);
+	nlg_mp_init(&pk, out);
+	return nlg_lua_pack(L, -1, &pk) < 0 ? luaL_error(L, "alerts: cannot carry them over") : 0;
+}
+
+static uint64_t get_u64(lua_State *L, int t, int i)
+{
+	lua_Integer v = 0;
+
+	if (lua_rawgeti(L, t, i) == LUA_TNUMBER)
+		v = lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* The entry at -1 ({text, used, ...}): its text (pushed, when it is a
+ * table) and its length; NULL when it is not one. The caller resets the
+ * stack. */
+static const char *entry_text(lua_State *L, size_t *n)
+{
+	if (!lua_istable(L, -1) || lua_rawgeti(L, -1, 1) != LUA_TSTRING)
+		return NULL;
+	return lua_tolstring(L, -1, n);
+}
+
+/* New state: take what carry_out wrote, where nothing newer holds it. */
+static int carry_in(lua_State *L)
+{
+	const struct nlg_buf *in = lua_touserdata(L, 1);
+	struct alerts *al = push_alerts(L); /* 2 */
+	const char *text;
+	size_t n;
+
+	if (nlg_lua_unpack(L, in->data, in->len) < 0 || !lua_istable(L, 3))
+		return 0;
+	if (lua_rawgeti(L, 3, 1) == LUA_TTABLE) { /* 4: the pairs */
+		for (lua_Integer i = 1; lua_rawgeti(L, 4, i) != LUA_TNIL; i++) {
+			struct kent *e;
+			uint64_t h;
+			if ((text = entry_text(L, &n)) && n <= NAME_LEN + 1 + KEY_LEN &&
+			    al->kt.n < ALERT_KEYS &&
+			    !kt_find(&al->kt, text, n, h = hash_text(text, n)) &&
+			    (e = kt_add(&al->kt, text, n, h, get_u64(L, -2, 2)))) {
+				e->u.a.sent_ns = get_u64(L, -2, 3);
+				e->u.a.every_ns = get_u64(L, -2, 4);
+				e->u.a.pending = get_u64(L, -2, 5);
+				e->u.a.sent = get_u64(L, -2, 6) != 0;
+			}
+			lua_settop(L, 4);
+		}
+	}
+	lua_settop(L, 3);
+	if (lua_rawgeti(L, 3, 2) != LUA_TTABLE ||			      /* 4: by name */
+	    lua_getfield(L, LUA_REGISTRYINDEX, THRESHOLDS_KEY) != LUA_TTABLE) /* 5 */
+		return 0;
+	lua_pushnil(L);
+	while (lua_next(L, 5)) {
+		struct threshold *t = luaL_testudata(L, -2, THRESHOLD_MT);
+		int self = lua_gettop(L) - 1;
+		lua_pop(L, 1);
+		if (!t || lua_getfield(L, 4, t->name) != LUA_TTABLE) { /* its keys */
+			lua_settop(L, self);
+			continue;
+		}
+		lua_getiuservalue(L, self, UV_KEYS); /* self + 2 */
+		for (lua_Integer i = 1; lua_rawgeti(L, self + 1, i) != LUA_TNIL; i++) {
+			struct kent *e;
+			uint64_t h, state = 0;
+			if ((text = entry_text(L, &n)) &&
+			    (state = get_u64(L, -2, 3)) >= T_PENDING && n < KEY_LEN &&
+			    state <= T_CLEARING && t->kt.n < t->max_keys &&
+			    !kt_find(&t->kt, text, n, h = hash_text(text, n)) &&
+			    (e = kt_add(&t->kt, text, n, h, get_u64(L, -2, 2)))) {
+				e->u.t.state = (int)state;
+				e->u.t.since_ns = get_u64(L, -2, 4);
+				e->u.t.clear_ns = get_u64(L, -2, 5);
+				lua_rawgeti(L, -2, 6);
+				e->u.t.value = lua_tonumber(L, -1);
+				lua_pop(L, 1);
+				e->u.t.sent = get_u64(L, -2, 7) != 0;
+				lua_pushvalue(L, -1); /* the text */
+				lua_rawgeti(L, -3, 8);
+				lua_rawset(L, self + 2);
+			}
+			lua_settop(L, self + 2);
+		}
+		lua_settop(L, self);
+	}
+	return 0;
+}
+
+int nlg_lua_alert_carry(lua_State *from, lua_State *to)
+{
+	struct nlg_buf buf;
+	int rc = 0;
+
+	nlg_buf_init(&buf);
+	lua_pushcfunction(from, carry_out);
+	lua_pushlightuserdata(from, &buf);
+	if (lua_pcall(from, 1, 0, 0) != LUA_OK) {
+		nlg_gw_log("reload: alert state not carried over: %s", lua_tostring(from, -1));
+		lua_pop(from, 1);
+		rc = -1;
+	} else if (buf.len) {
+		lua_pushcfunction(to, carry_in);
+		lua_pushlightuserdata(to, &buf);
+		if (lua_pcall(to, 1, 0, 0) != LUA_OK) {
+			nlg_gw_log("reload: alert state not carried over: %s",
+				   lua_tostring(to, -1));
+			lua_pop(to, 1);
+			rc = -1;
+		}
+	}
+	nlg_buf_free(&buf);
+	return rc;
 }
 
 void nlg_lua_alert_open(lua_State *L)

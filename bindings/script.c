@@ -330,6 +330,7 @@ int nlg_script_reload(struct nlg_script *s, struct nlg_err *err)
 		old_gw->L = s->L;
 		return rc;
 	}
+	nlg_lua_alert_carry(s->L, L); /* no alert fires twice for a reload */
 	if (s->wd.lazy) /* before the old state closes: the signal finds the new one */
 		nlg_gw_lazy(gw, 1);
 	state_close(s->L); /* closes what the new script no longer declares */

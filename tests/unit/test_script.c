@@ -175,26 +175,59 @@ static void utf8_validator(void **state)
 
 static char tmpdir[64];
 
+/* stderr into a file from capture_begin (which returns the saved fd) to
+ * capture_end, which reads it into err. */
+static int capture_begin(void)
+{
+	char errpath[128];
+	int se = dup(2), fd;
+
+	snprintf(errpath, sizeof(errpath), "%s/err", tmpdir);
+	fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	close(fd);
+	return se;
+}
+
+static void capture_end(int se, char *err, size_t errlen)
+{
+	char errpath[128];
+	int fd;
+
+	fflush(stderr);
+	dup2(se, 2);
+	close(se);
+	snprintf(errpath, sizeof(errpath), "%s/err", tmpdir);
+	fd = open(errpath, O_RDONLY);
+	ssize_t n = read(fd, err, errlen - 1);
+	err[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 /* Run script text for ms of loop time; stderr captured into err. */
 static int run_script(const char *text, const struct nlg_script_opts *o, int ms, char *err,
 		      size_t errlen)
 {
-	char path[128], errpath[128];
+	char path[128];
 	struct nlg_err e = {{0}};
 	struct nlg_loop *loop = nlg_loop_create();
 	struct nlg_script *s;
-	int se = dup(2), fd, rc = 0;
-	FILE *f;
+	int se, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/s.lua", tmpdir);
-	snprintf(errpath, sizeof(errpath), "%s/err", tmpdir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	fflush(stderr);
-	dup2(fd, 2);
+	write_file(path, text);
+	se = capture_begin();
 	s = nlg_script_start(loop, path, o, &e);
 	if (!s) {
 		fprintf(stderr, "START FAILED: %s\n", e.msg);
@@ -206,14 +239,7 @@ static int run_script(const char *text, const struct nlg_script_opts *o, int ms,
 	}
 	nlg_script_stop(s);
 	nlg_loop_destroy(loop);
-	fflush(stderr);
-	dup2(se, 2);
-	close(se);
-	close(fd);
-	fd = open(errpath, O_RDONLY);
-	ssize_t n = read(fd, err, errlen - 1);
-	err[n > 0 ? n : 0] = 0;
-	close(fd);
+	capture_end(se, err, errlen);
 	return rc;
 }
 
@@ -363,6 +389,55 @@ static void out_of_memory_is_an_error_not_an_abort(void **state)
 	assert_true(ticks >= 5);
 }
 
+/* Three generations of one script through two reloads: a threshold that
+ * fired stays firing (no second frame) and resolves in the third; a
+ * de-duplicated gw.alert is not sent again. Without the carry-over each
+ * reload would fire both again and the resolution would never come. */
+static void a_reload_keeps_alert_state(void **state)
+{
+	struct nlg_script_opts o = {.insn_budget = 1000000};
+	struct nlg_err e = {{0}};
+	char path[128];
+	struct nlg_loop *loop = nlg_loop_create();
+	struct nlg_script *s;
+	int se;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/reload.lua", tmpdir);
+	write_file(
+	    path, "local gw = require 'nlgate'\n"
+		  "gw.state.gen = (gw.state.gen or 0) + 1\n"
+		  "local gen = gw.state.gen\n"
+		  "local t = gw.threshold { name = 'hot', above = 10, by = 'k', every = '1h' }\n"
+		  "gw.after('10ms', function()\n"
+		  "  local st = t:update({ k = 'x' }, gen < 3 and 20 or 5)\n"
+		  "  gw.alert { name = 'once', key = 'a', message = 'gen ' .. gen, every = '1h' }\n"
+		  "  gw.log('GEN ' .. gen .. ' ' .. st)\n"
+		  "end)\n");
+	se = capture_begin();
+	s = nlg_script_start(loop, path, &o, &e);
+	for (int gen = 1; s && gen <= 3; gen++) {
+		uint64_t end = nlg_now_ms() + 60;
+		if (gen > 1 && nlg_script_reload(s, &e) < 0)
+			fprintf(stderr, "RELOAD FAILED: %s\n", e.msg);
+		while (nlg_now_ms() < end)
+			nlg_loop_run_once(loop, 10);
+	}
+	if (!s)
+		fprintf(stderr, "START FAILED: %s\n", e.msg);
+	nlg_script_stop(s);
+	nlg_loop_destroy(loop);
+	capture_end(se, err, sizeof(err));
+	assert_int_equal(count(err, "FAILED"), 0);
+	assert_int_equal(count(err, "GEN 1 firing"), 1);
+	assert_int_equal(count(err, "GEN 2 firing"), 1);
+	assert_int_equal(count(err, "GEN 3 ok"), 1);
+	assert_int_equal(count(err, "alert hot [warning] x:"), 1);
+	assert_int_equal(count(err, "alert hot [resolved] x:"), 1);
+	assert_int_equal(count(err, "alert once [warning] a: gen 1"), 1);
+	assert_int_equal(count(err, "alert once [warning]"), 1);
+}
+
 static void a_handler_that_keeps_failing_is_disabled(void **state)
 {
 	struct nlg_script_opts o = {0};
@@ -408,6 +483,7 @@ int main(void)
 	    cmocka_unit_test(a_budget_kill_in_a_run_stops_that_record_only),
 	    cmocka_unit_test(out_of_memory_is_an_error_not_an_abort),
 	    cmocka_unit_test(a_handler_that_keeps_failing_is_disabled),
+	    cmocka_unit_test(a_reload_keeps_alert_state),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[128];
