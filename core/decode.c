@@ -142,7 +142,18 @@ static void ipv4(struct nlg_pkt *p, const uint8_t *d, size_t off, size_t cap)
 	end = tot ? off + tot : NO_END; /* a total length under ihl fails the next check */
 	if (!have(p, off, ihl, cap, end) || p->frag_offset)
 		return; /* a later fragment carries no transport header */
-	transport(p, d, off + ihl, cap, end);
+	off += ihl;
+	if (p->proto == IPPROTO_AH) { /* IPsec AH: the upper layer follows, as in IPv6 */
+		size_t len;
+		if (!have(p, off, 2, cap, end))
+			return;
+		len = ((size_t)d[off + 1] + 2) * 4; /* in 4-byte units, less 2 */
+		if (!have(p, off, len, cap, end))
+			return;
+		p->proto = d[off];
+		off += len;
+	}
+	transport(p, d, off, cap, end);
 }
 
 static void ipv6(struct nlg_pkt *p, const uint8_t *d, size_t off, size_t cap)

@@ -445,6 +445,36 @@ static void ipv6_ah_and_esp(void **state)
 	assert_false(p.truncated || p.malformed);
 }
 
+/* IPv4 with AH: the upper layer after it, as for IPv6; an AH cut short by
+ * the snap length says so. */
+static void ipv4_ah(void **state)
+{
+	struct fb f = {0};
+	struct nlg_pkt p;
+	(void)state;
+
+	eth(&f, 0x0800);
+	ip4(&f, 5, 20 + 24 + 8, 0, 0, 51, "10.0.0.1", "10.0.0.2");
+	u8(&f, 17); /* AH: next udp, length 4 → (4 + 2) * 4 = 24 bytes */
+	u8(&f, 4);
+	u16(&f, 0);
+	u32(&f, 0x100); /* SPI */
+	u32(&f, 1);	/* sequence */
+	zeros(&f, 12);	/* ICV */
+	udp(&f, 500, 4500, 8);
+	decode(&p, NLG_LINK_ETHER, f.b, f.n, NULL);
+	assert_int_equal(p.present, NLG_PKT_HAS_IP | NLG_PKT_HAS_PORTS);
+	assert_int_equal(p.proto, 17);
+	assert_int_equal(p.sport, 500);
+	assert_int_equal(p.dport, 4500);
+	assert_false(p.truncated || p.malformed);
+
+	decode(&p, NLG_LINK_ETHER, f.b, 14 + 20 + 10, NULL); /* inside the AH */
+	assert_int_equal(p.present, NLG_PKT_HAS_IP);
+	assert_int_equal(p.proto, 51);
+	assert_true(p.truncated);
+}
+
 static void icmp_both(void **state)
 {
 	struct fb f = {0}, g = {0};
@@ -805,6 +835,7 @@ int main(void)
 	    cmocka_unit_test(vlan_tags),
 	    cmocka_unit_test(ipv6_hbh_fragment_udp),
 	    cmocka_unit_test(ipv6_ah_and_esp),
+	    cmocka_unit_test(ipv4_ah),
 	    cmocka_unit_test(icmp_both),
 	    cmocka_unit_test(cooked_sll),
 	    cmocka_unit_test(cooked_sll2),
