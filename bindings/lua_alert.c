@@ -224,6 +224,26 @@ static uint64_t opt_duration(lua_State *L, int idx, const char *what, const char
 	return ms * 1000000ull;
 }
 
+/* An alert's name: 1 to NAME_LEN of A-Z a-z 0-9 _ . - (it is in a tag). */
+static int name_ok(const char *s, size_t n)
+{
+	return n > 0 && n <= NAME_LEN &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+#define BAD_NAME     "bad name '%s' (1 to %d of A-Z a-z 0-9 _ . -)"
+#define BAD_SEVERITY "bad severity '%s' (info, warning, error, critical)"
+
+/* The severity called s, as the table's own string; NULL if none. */
+static const char *severity_of(const char *s)
+{
+	for (size_t i = 0; severities[i]; i++)
+		if (!strcmp(s, severities[i]))
+			return severities[i];
+	return NULL;
+}
+
 static void check_name(lua_State *L, int idx, const char *what)
 {
 	size_t n;
@@ -232,26 +252,21 @@ static void check_name(lua_State *L, int idx, const char *what)
 	if (lua_type(L, idx) != LUA_TSTRING)
 		luaL_error(L, "%s: name is required (a string)", what);
 	s = lua_tolstring(L, idx, &n);
-	if (n == 0 || n > NAME_LEN ||
-	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
-		      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n)
-		luaL_error(L, "%s: bad name '%s' (1 to %d of A-Z a-z 0-9 _ . -)", what, s,
-			   NAME_LEN);
+	if (!name_ok(s, n))
+		luaL_error(L, "%s: " BAD_NAME, what, s, NAME_LEN);
 }
 
 static const char *check_severity(lua_State *L, int idx, const char *what)
 {
+	const char *sev = NULL;
+
 	if (lua_isnil(L, idx))
 		return "warning";
-	if (lua_type(L, idx) == LUA_TSTRING) {
-		const char *s = lua_tostring(L, idx);
-		for (size_t i = 0; severities[i]; i++)
-			if (!strcmp(s, severities[i]))
-				return severities[i];
-	}
-	luaL_error(L, "%s: bad severity '%s' (info, warning, error, critical)", what,
-		   luaL_tolstring(L, idx, NULL));
-	return NULL;
+	if (lua_type(L, idx) == LUA_TSTRING)
+		sev = severity_of(lua_tostring(L, idx));
+	if (!sev)
+		luaL_error(L, "%s: " BAD_SEVERITY, what, luaL_tolstring(L, idx, NULL));
+	return sev;
 }
 
 /* The option table at idx has only keys from allowed. */
@@ -1105,20 +1120,121 @@ static int t_gc(lua_State *L)
 	return 0;
 }
 
-static const char *const threshold_opts[] = {"name",   "above",	   "below",   "clear",	  "for",
-					     "hold",   "severity", "message", "every",	  "by",
-					     "expire", "max_keys", "on_fire", "on_clear", NULL};
+/* gw.threshold's options, read by the option table (core/opt.c) like every
+ * constructor's; by, on_fire and on_clear are Lua values, taken apart. */
+#define MSG_LEN 256
+struct threshold_conf {
+	char name[NAME_LEN + 1];
+	double above, below, clear;
+	int has_above, has_below, has_clear;
+	uint64_t for_ms, hold_ms, every_ms, expire_ms, max_keys;
+	const char *sev;
+	char message[MSG_LEN];
+};
 
-static double opt_number(lua_State *L, const char *field, const char *what)
+static int parse_name(void *conf, const char *text, struct nlg_err *err)
 {
-	if (lua_getfield(L, 1, field) != LUA_TNUMBER)
-		luaL_error(L, "%s: %s must be a number", what, field);
-	double v = lua_tonumber(L, -1);
-	if (isnan(v))
-		luaL_error(L, "%s: %s must be a number", what, field);
-	lua_pop(L, 1);
-	return v;
+	struct threshold_conf *c = conf;
+	size_t n = strlen(text);
+
+	if (!name_ok(text, n))
+		return nlg_err_set(err, EINVAL, BAD_NAME, text, NAME_LEN);
+	memcpy(c->name, text, n + 1);
+	return 0;
 }
+
+static int parse_limit(const char *name, const char *text, double *v, int *set, struct nlg_err *err)
+{
+	char *end;
+
+	*v = strtod(text, &end);
+	if (!*text || *end || isnan(*v))
+		return nlg_err_set(err, EINVAL, "%s must be a number (got '%s')", name, text);
+	*set = 1;
+	return 0;
+}
+
+static int parse_above(void *conf, const char *text, struct nlg_err *err)
+{
+	struct threshold_conf *c = conf;
+	return parse_limit("above", text, &c->above, &c->has_above, err);
+}
+
+static int parse_below(void *conf, const char *text, struct nlg_err *err)
+{
+	struct threshold_conf *c = conf;
+	return parse_limit("below", text, &c->below, &c->has_below, err);
+}
+
+static int parse_clear(void *conf, const char *text, struct nlg_err *err)
+{
+	struct threshold_conf *c = conf;
+	return parse_limit("clear", text, &c->clear, &c->has_clear, err);
+}
+
+static int parse_severity(void *conf, const char *text, struct nlg_err *err)
+{
+	struct threshold_conf *c = conf;
+
+	if (!(c->sev = severity_of(text)))
+		return nlg_err_set(err, EINVAL, BAD_SEVERITY, text);
+	return 0;
+}
+
+#define T_OFF(f) offsetof(struct threshold_conf, f)
+#define T_DURATION(n, f, d, text)                                                                  \
+	{                                                                                          \
+		.name = n, .type = NLG_OPT_DURATION, .off = T_OFF(f), .def = d,                    \
+		.max = (uint64_t)MAX_DURATION_S * 1000, .unit = "s", .arg = "DURATION",            \
+		.desc = text                                                                       \
+	}
+static const struct nlg_opt threshold_opts[] = {
+    {.name = "name",
+     .type = NLG_OPT_CUSTOM,
+     .parse = parse_name,
+     .arg = "NAME",
+     .desc = "the alert's name: frames are tagged alert.NAME"},
+    {.name = "above",
+     .type = NLG_OPT_CUSTOM,
+     .parse = parse_above,
+     .arg = "X",
+     .desc = "fire when a value is above X"},
+    {.name = "below",
+     .type = NLG_OPT_CUSTOM,
+     .parse = parse_below,
+     .arg = "Y",
+     .desc = "fire when a value is below Y"},
+    {.name = "clear",
+     .type = NLG_OPT_CUSTOM,
+     .parse = parse_clear,
+     .arg = "C",
+     .desc = "resolve when back beyond C (default: the limit itself)"},
+    T_DURATION("for", for_ms, NULL, "the breach must last this long before it fires"),
+    T_DURATION("hold", hold_ms, NULL, "the same as for"),
+    T_DURATION("every", every_ms, "5m", "a firing key's alert is sent at most this often"),
+    T_DURATION("expire", expire_ms, NULL, "a key not updated for this long resolves"),
+    {.name = "severity",
+     .type = NLG_OPT_CUSTOM,
+     .parse = parse_severity,
+     .def = "warning",
+     .arg = "LEVEL",
+     .desc = "info, warning, error or critical"},
+    {.name = "max_keys",
+     .type = NLG_OPT_UINT,
+     .off = T_OFF(max_keys),
+     .size = 8,
+     .def = "100000",
+     .min = 1,
+     .arg = "N",
+     .desc = "keys held (not ok) at most"},
+    {.name = "message",
+     .type = NLG_OPT_STR,
+     .off = T_OFF(message),
+     .size = MSG_LEN,
+     .arg = "TEXT",
+     .desc = "the alert's message (default: made from the value)"},
+    {0},
+};
 
 static void opt_by(lua_State *L, struct threshold *t, const char *what)
 {
@@ -1158,13 +1274,23 @@ static int l_threshold(lua_State *L)
 {
 	struct alerts *al = lua_touserdata(L, lua_upvalueindex(1));
 	const char *what = "gw.threshold";
+	static const char *const extra[] = {"by", "on_fire", "on_clear", NULL};
+	struct threshold_conf c;
 	struct threshold *t;
-	int has_above, has_below;
 
 	nlg_gw_check_open(L, al->gw, what);
 	luaL_checktype(L, 1, LUA_TTABLE);
+	c = *(struct threshold_conf *)nlg_lua_conf(L, threshold_opts, sizeof(c), extra, what);
 	lua_settop(L, 1);
-	check_keys(L, 1, threshold_opts, what);
+	if (!c.name[0])
+		return luaL_error(L, "%s: name is required (a string)", what);
+	if (c.has_above == c.has_below)
+		return luaL_error(L, "%s: give one of above or below", what);
+	if (c.for_ms && c.hold_ms)
+		return luaL_error(L, "%s: give for or hold, not both", what);
+	if (lua_getfield(L, 1, "expire") != LUA_TNIL && !c.expire_ms)
+		return luaL_error(L, "%s: expire must be at least 1ms", what);
+	lua_pop(L, 1);
 	t = lua_newuserdatauv(L, sizeof(*t), 3); /* 2: a raise from here leaks nothing */
 	memset(t, 0, sizeof(*t));
 	kt_setalloc(&t->kt, L);
@@ -1173,63 +1299,22 @@ static int l_threshold(lua_State *L)
 	t->self_ref = LUA_NOREF;
 	luaL_setmetatable(L, THRESHOLD_MT);
 
-	lua_getfield(L, 1, "name");
-	check_name(L, -1, what);
-	snprintf(t->name, sizeof(t->name), "%s", lua_tostring(L, -1));
+	snprintf(t->name, sizeof(t->name), "%s", c.name);
 	snprintf(t->what, sizeof(t->what), "threshold %s", t->name);
-	lua_pop(L, 1);
-	has_above = lua_getfield(L, 1, "above") != LUA_TNIL;
-	has_below = lua_getfield(L, 1, "below") != LUA_TNIL;
-	lua_pop(L, 2);
-	if (has_above == has_below)
-		return luaL_error(L, "%s: give one of above or below", what);
-	t->below = has_below;
-	t->limit = opt_number(L, has_below ? "below" : "above", what);
-	t->clear = t->limit;
-	if (lua_getfield(L, 1, "clear") != LUA_TNIL)
-		t->clear = opt_number(L, "clear", what);
-	lua_pop(L, 1);
+	t->below = c.has_below;
+	t->limit = c.has_below ? c.below : c.above;
+	t->clear = c.has_clear ? c.clear : t->limit;
 	if (t->below ? t->clear < t->limit : t->clear > t->limit)
 		return luaL_error(L, "%s: clear (%f) must be %s (%f)", what, (lua_Number)t->clear,
 				  t->below ? "at least below" : "at most above",
 				  (lua_Number)t->limit);
-	if (lua_getfield(L, 1, "for") != LUA_TNIL) {
-		if (lua_getfield(L, 1, "hold") != LUA_TNIL)
-			return luaL_error(L, "%s: give for or hold, not both", what);
-		lua_pop(L, 1);
-		t->hold_ns = opt_duration(L, -1, what, "for");
-	}
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "hold") != LUA_TNIL)
-		t->hold_ns = opt_duration(L, -1, what, "hold");
-	lua_pop(L, 1);
-	t->every_ns = DEFAULT_EVERY_NS;
-	if (lua_getfield(L, 1, "every") != LUA_TNIL)
-		t->every_ns = opt_duration(L, -1, what, "every");
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "expire") != LUA_TNIL) {
-		t->expire_ns = opt_duration(L, -1, what, "expire");
-		if (t->expire_ns < NLG_NS_PER_S / 1000)
-			return luaL_error(L, "%s: expire must be at least 1ms", what);
-	}
-	lua_pop(L, 1);
-	lua_getfield(L, 1, "severity");
-	t->sev = check_severity(L, -1, what);
-	lua_pop(L, 1);
-	t->max_keys = THRESHOLD_KEYS;
-	if (lua_getfield(L, 1, "max_keys") != LUA_TNIL) {
-		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-			return luaL_error(L, "%s: max_keys must be a positive integer", what);
-		t->max_keys = (size_t)lua_tointeger(L, -1);
-	}
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "message") != LUA_TNIL) {
-		if (lua_type(L, -1) != LUA_TSTRING)
-			return luaL_error(L, "%s: message must be a string", what);
-		if (!(t->msg = strdup(lua_tostring(L, -1))))
-			return luaL_error(L, "%s: out of memory", what);
-	}
-	lua_pop(L, 1);
+	t->hold_ns = (c.for_ms ? c.for_ms : c.hold_ms) * 1000000ull;
+	t->every_ns = c.every_ms * 1000000ull;
+	t->expire_ns = c.expire_ms * 1000000ull;
+	t->sev = c.sev;
+	t->max_keys = (size_t)c.max_keys;
+	if (c.message[0] && !(t->msg = strdup(c.message)))
+		return luaL_error(L, "%s: out of memory", what);
 	opt_by(L, t, what);
 	lua_newtable(L);
 	lua_setiuservalue(L, 2, UV_KEYS);
