@@ -12,6 +12,8 @@
 
 #include "binding.h"
 #include "nlgate/output.h"
+#include "nlgate/packet.h"
+#include "nlgate/pcapfile.h"
 #include "nlgate/script.h"
 #include "nlgate/sockdiag.h"
 #include "nlgate/source.h"
@@ -408,10 +410,73 @@ static int replay_rec(const struct nlg_sock *rec, void *data)
 	return NLG_CB_OK;
 }
 
+/* A capture file's packets as pkt views, decoded as `gw.packets{file}`
+ * decodes them; protected, so the open file is closed whatever happens. */
+struct pcap_replay {
+	struct nlg_pcap *pc;
+	struct nlg_err err;
+	int rc;
+};
+
+static int pcap_replay_tramp(lua_State *L)
+{
+	struct pcap_replay *r = lua_touserdata(L, 1);
+	const struct nlg_schema *s = nlg_schema_find("pkt");
+	const uint8_t *data;
+	uint32_t caplen, wirelen;
+	uint64_t ts;
+	struct nlg_pkt p;
+	lua_Integer n = 0;
+
+	if (!s)
+		return luaL_error(L, "testing.replay: no pkt schema in this build");
+	lua_newtable(L);
+	while ((r->rc = nlg_pcap_next(r->pc, &data, &caplen, &wirelen, &ts, &r->err)) == 1) {
+		struct nlg_pkt_meta m = {.time_ns = ts, .wire_len = wirelen};
+		nlg_pkt_decode(&p, nlg_pcap_link(r->pc), data, caplen, &m);
+		nlg_view_copy(L, s, &p);
+		lua_rawseti(L, -2, ++n);
+	}
+	return 1;
+}
+
+static int replay_pcap(lua_State *L, const char *path, const char *filter)
+{
+	struct pcap_replay r = {0};
+	int rc;
+
+	if (!(r.pc = nlg_pcap_open(path, filter, &r.err)))
+		return luaL_error(L, "testing.replay: %s", r.err.msg);
+	lua_pushcfunction(L, pcap_replay_tramp);
+	lua_pushlightuserdata(L, &r);
+	rc = lua_pcall(L, 1, 1, 0);
+	nlg_pcap_close(r.pc);
+	if (rc != LUA_OK)
+		return lua_error(L);
+	if (r.rc < 0)
+		return luaL_error(L, "testing.replay: %s", r.err.msg);
+	return 1;
+}
+
+/* pcap (either byte order, µs or ns) and pcapng, by their first four bytes */
+static int is_capture(const unsigned char *m)
+{
+	static const uint32_t magic[] = {0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1,
+					 0x0a0d0d0a};
+	uint32_t v = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
+
+	for (size_t i = 0; i < NLG_ARRAY_SIZE(magic); i++)
+		if (v == magic[i])
+			return 1;
+	return 0;
+}
+
 /* testing.replay(path [, proto]) → { view, ... } from a recorded sockets
  * dump. A reply says its protocol only where the kernel adds
  * INET_DIAG_PROTOCOL (not to a plain dump): else proto, by default "udp" for
- * a file whose name says udp, "mptcp" likewise, and "tcp" otherwise. */
+ * a file whose name says udp, "mptcp" likewise, and "tcp" otherwise.
+ * testing.replay(capture [, filter]) → { pkt view, ... } from a pcap or
+ * pcapng file, through an optional tcpdump filter. */
 static int t_replay(lua_State *L)
 {
 	static const char *const protos[] = {"tcp", "udp", "mptcp", NULL};
@@ -419,15 +484,21 @@ static int t_replay(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	int guess = strstr(base, "mptcp") ? 2 : strstr(base, "udp") ? 1 : 0;
-	int proto = ipproto[luaL_checkoption(L, 2, protos[guess], protos)];
+	int proto;
 	struct replay r = {.L = L, .s = nlg_schema_find("sock")};
 	struct nlg_err err = {{0}};
-	FILE *f = fopen(path, "rb");
+	FILE *f;
 	char *buf;
 	long len;
 
-	if (!f)
+	lua_settop(L, 2); /* the option stays at 2, absent or not */
+	if (!(f = fopen(path, "rb")))
 		return luaL_error(L, "testing.replay: %s: %s", path, strerror(errno));
+	unsigned char head[4];
+	if (fread(head, 1, 4, f) == 4 && is_capture(head)) {
+		fclose(f);
+		return replay_pcap(L, path, luaL_optstring(L, 2, ""));
+	}
 	if (fseek(f, 0, SEEK_END) < 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
 		fclose(f);
 		return luaL_error(L, "testing.replay: %s: cannot read", path);
@@ -439,6 +510,7 @@ static int t_replay(lua_State *L)
 		return luaL_error(L, "testing.replay: %s: cannot read", path);
 	}
 	fclose(f);
+	proto = ipproto[luaL_checkoption(L, 2, protos[guess], protos)];
 	lua_newtable(L);
 	if (nlg_sockdiag_replay(buf, (size_t)len, proto, replay_rec, &r, &err) < 0)
 		return luaL_error(L, "testing.replay: %s: %s", path, err.msg);

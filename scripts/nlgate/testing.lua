@@ -39,7 +39,8 @@ end
 M.record = core.record
 
 -- testing.replay(path) → { view, ... }: the sockets of a recorded dump
--- (`nlgate dump sockets --raw FILE`, tests/fixtures/sock_*.bin).
+-- (`nlgate dump sockets --raw FILE`, tests/fixtures/sock_*.bin), or the
+-- packets of a pcap/pcapng file (pkt views; a tcpdump filter may follow).
 M.replay = core.replay
 
 -- testing.frames(p, prefix) → { record, ... }: just the records.
