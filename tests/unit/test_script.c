@@ -389,6 +389,33 @@ static void out_of_memory_is_an_error_not_an_abort(void **state)
 	assert_true(ticks >= 5);
 }
 
+/* Start the script at path (with the watchdog if o has a stop fd), run
+ * the loop ms, then reload and run ms again, gens times in all; stderr
+ * into err, "START FAILED" or "RELOAD FAILED" there if one did. */
+static void run_generations(const char *path, const struct nlg_script_opts *o, int gens, int ms)
+{
+	struct nlg_err e = {{0}};
+	struct nlg_loop *loop = nlg_loop_create();
+	struct nlg_script *s;
+	int se = capture_begin();
+
+	s = nlg_script_start(loop, path, o, &e);
+	if (s)
+		nlg_script_watchdog(s);
+	for (int gen = 1; s && gen <= gens; gen++) {
+		uint64_t end = nlg_now_ms() + (uint64_t)ms;
+		if (gen > 1 && nlg_script_reload(s, &e) < 0)
+			fprintf(stderr, "RELOAD FAILED: %s\n", e.msg);
+		while (nlg_now_ms() < end)
+			nlg_loop_run_once(loop, 10);
+	}
+	if (!s)
+		fprintf(stderr, "START FAILED: %s\n", e.msg);
+	nlg_script_stop(s);
+	nlg_loop_destroy(loop);
+	capture_end(se, err, sizeof(err));
+}
+
 /* Three generations of one script through two reloads: a threshold that
  * fired stays firing (no second frame) and resolves in the third; a
  * de-duplicated gw.alert is not sent again. Without the carry-over each
@@ -396,11 +423,7 @@ static void out_of_memory_is_an_error_not_an_abort(void **state)
 static void a_reload_keeps_alert_state(void **state)
 {
 	struct nlg_script_opts o = {.insn_budget = 1000000};
-	struct nlg_err e = {{0}};
 	char path[128];
-	struct nlg_loop *loop = nlg_loop_create();
-	struct nlg_script *s;
-	int se;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/reload.lua", tmpdir);
@@ -414,20 +437,7 @@ static void a_reload_keeps_alert_state(void **state)
 		  "  gw.alert { name = 'once', key = 'a', message = 'gen ' .. gen, every = '1h' }\n"
 		  "  gw.log('GEN ' .. gen .. ' ' .. st)\n"
 		  "end)\n");
-	se = capture_begin();
-	s = nlg_script_start(loop, path, &o, &e);
-	for (int gen = 1; s && gen <= 3; gen++) {
-		uint64_t end = nlg_now_ms() + 60;
-		if (gen > 1 && nlg_script_reload(s, &e) < 0)
-			fprintf(stderr, "RELOAD FAILED: %s\n", e.msg);
-		while (nlg_now_ms() < end)
-			nlg_loop_run_once(loop, 10);
-	}
-	if (!s)
-		fprintf(stderr, "START FAILED: %s\n", e.msg);
-	nlg_script_stop(s);
-	nlg_loop_destroy(loop);
-	capture_end(se, err, sizeof(err));
+	run_generations(path, &o, 3, 60);
 	assert_int_equal(count(err, "FAILED"), 0);
 	assert_int_equal(count(err, "GEN 1 firing"), 1);
 	assert_int_equal(count(err, "GEN 2 firing"), 1);
@@ -447,11 +457,8 @@ static void a_reload_keeps_alert_state(void **state)
 static void a_late_armed_budget_stops_a_runaway_across_a_reload(void **state)
 {
 	struct nlg_script_opts o = {.insn_budget = 1000000};
-	struct nlg_err e = {{0}};
 	char path[128];
-	struct nlg_loop *loop = nlg_loop_create();
-	struct nlg_script *s;
-	int stop[2], se;
+	int stop[2];
 
 	(void)state;
 #if defined(__SANITIZE_THREAD__)
@@ -474,24 +481,9 @@ static void a_late_armed_budget_stops_a_runaway_across_a_reload(void **state)
 		   "  gw.log(string.format('GEN %d kills=%d armed=%d', gen, st.budget_kills,\n"
 		   "         st.budget_armed))\n"
 		   "end)\n");
-	se = capture_begin();
-	s = nlg_script_start(loop, path, &o, &e);
-	if (s)
-		nlg_script_watchdog(s);
-	for (int gen = 1; s && gen <= 2; gen++) {
-		uint64_t end = nlg_now_ms() + 600;
-		if (gen > 1 && nlg_script_reload(s, &e) < 0)
-			fprintf(stderr, "RELOAD FAILED: %s\n", e.msg);
-		while (nlg_now_ms() < end)
-			nlg_loop_run_once(loop, 10);
-	}
-	if (!s)
-		fprintf(stderr, "START FAILED: %s\n", e.msg);
-	nlg_script_stop(s);
-	nlg_loop_destroy(loop);
+	run_generations(path, &o, 2, 600);
 	close(stop[0]);
 	close(stop[1]);
-	capture_end(se, err, sizeof(err));
 	assert_int_equal(count(err, "FAILED"), 0);
 	assert_int_equal(count(err, "instruction budget exceeded"), 2);
 	/* kills are counted per state; arming per process (a loop thread held
