@@ -535,15 +535,7 @@ int luaopen_nlgate_testing_core(lua_State *L)
 	/* views need nlgate's classes in this state too */
 	luaL_requiref(L, "nlgate", luaopen_nlgate, 0);
 	lua_pop(L, 1);
-	if (luaL_newmetatable(L, PIPE_MT)) {
-		luaL_newlib(L, methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, p_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushboolean(L, 0);
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
+	nlg_lua_class(L, PIPE_MT, methods, p_close);
 	luaL_newlib(L, funcs);
 	return 1;
 }

@@ -44,6 +44,19 @@ describe("gw.packets options", function()
   end)
 end)
 
+-- A pcap file (Ethernet, microsecond stamps) of frames, at a new temporary
+-- path; the caller removes it.
+local function pcap_file(frames)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(string.pack("<I4I2I2i4I4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+  for i, frame in ipairs(frames) do
+    f:write(string.pack("<I4I4I4I4", 1700000000, i, #frame, #frame), frame)
+  end
+  f:close()
+  return path
+end
+
 -- Values got[j] of the fields named sel[j], against t (a record's table
 -- copy): a mismatch is added to bad, labelled with row.
 local function compare_fields(sel, got, t, bad, row)
@@ -133,17 +146,14 @@ describe("gw.packets on a pcap file", function()
 
   it("runs :each over a run of records: raises counted, a disabled handler, a close", function()
     -- 150 UDP packets (the worker hands them over in runs): a pcap made here
-    local path = os.tmpname()
-    local f = assert(io.open(path, "wb"))
-    f:write(string.pack("<I4I2I2i4I4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    local frames = {}
     for i = 1, 150 do
       local udp = string.pack(">I2I2I2I2", 10000 + i, 9, 8, 0)
       local ip = string.pack(">BBI2I2I2BBI2", 0x45, 0, 28, i, 0, 64, 17, 0) ..
         string.char(10, 0, 0, 1, 10, 0, 0, 2)
-      local frame = string.rep("\2", 6) .. string.rep("\4", 6) .. "\8\0" .. ip .. udp
-      f:write(string.pack("<I4I4I4I4", 1700000000, i, #frame, #frame), frame)
+      frames[i] = string.rep("\2", 6) .. string.rep("\4", 6) .. "\8\0" .. ip .. udp
     end
-    f:close()
+    local path = pcap_file(frames)
 
     -- every third record raises: the others are all handled, in order
     local n, order = 0, {}
@@ -285,9 +295,7 @@ describe("gw.packets on a pcap file", function()
   it("gives every address's own text, past what the state remembers", function()
     -- 1,000 packets from 600 sources (IPv4 and IPv6), more than the 256
     -- address texts a state keeps: each p.src as its table copy says
-    local path = os.tmpname()
-    local f = assert(io.open(path, "wb"))
-    f:write(string.pack("<I4I2I2i4I4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    local frames = {}
     for i = 1, 1000 do
       local k = (i * 7) % 600
       local udp = string.pack(">I2I2I2I2", 10000 + i, 9, 8, 0)
@@ -302,9 +310,9 @@ describe("gw.packets on a pcap file", function()
           string.char(0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2)
         frame = string.rep("\2", 6) .. string.rep("\4", 6) .. "\134\221" .. ip .. udp
       end
-      f:write(string.pack("<I4I4I4I4", 1700000000, i, #frame, #frame), frame)
+      frames[i] = frame
     end
-    f:close()
+    local path = pcap_file(frames)
     local n, bad, srcs = 0, {}, {}
     local src = gw.packets { file = path }
     src:each(function(p)
