@@ -223,8 +223,9 @@ void nlg_script_watchdog(struct nlg_script *s)
 	if (s->o.stop_fd <= 0 || s->wd.running)
 		return;
 	s->wd.loop_thread = pthread_self();
-	/* Before the thread starts: it reads lazy without a lock. */
-	s->wd.lazy = nlg_gw_lazy(nlg_gw_get(s->L), 1) == 0;
+	/* Before the thread starts: it reads lazy without a lock. Without a
+	 * budget there is no hook to arm, and no signal is sent. */
+	s->wd.lazy = nlg_gw_lazy(nlg_gw_get(s->L), 1) == 0 && nlg_gw_get(s->L)->lazy;
 	if (pthread_create(&s->wd.thread, NULL, watchdog_main, s) == 0) {
 		s->wd.running = 1;
 	} else {
