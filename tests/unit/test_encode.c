@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "nlgate/encode.h"
 #include "nlgate/record.h"
 #include "nlgate/sockdiag.h"
@@ -988,34 +989,21 @@ static void test_direct_map_heads(void **state)
 	}
 }
 
+static int same_record(const struct nlg_sock *rec, void *data)
+{
+	same_as_reference(&nlg_sock_schema, rec);
+	(*(unsigned *)data)++;
+	return NLG_CB_OK;
+}
+
 static void replay_fixture(const char *name, int ipproto, unsigned *n)
 {
-	const char *src = getenv("NLGATE_SRC");
-	char path[512];
-	struct stat st;
-	uint8_t *buf;
-	int fd;
+	struct nlg_err err = {{0}};
+	size_t len;
+	uint8_t *buf = read_fixture(name, &len);
 
-	snprintf(path, sizeof(path), "%s/tests/fixtures/%s", src ? src : NLGATE_SRCDIR, name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		fail_msg("fixture %s: %s", path, strerror(errno));
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-	close(fd);
-	for (size_t off = 0; off + NLMSG_HDRLEN <= (size_t)st.st_size;) {
-		const struct nlmsghdr *nlh = (const void *)(buf + off);
-		struct nlg_sock k;
-		if (nlh->nlmsg_len < NLMSG_HDRLEN || nlh->nlmsg_len > (size_t)st.st_size - off)
-			break;
-		if (nlg_sock_decode(nlh, ipproto, &k) == 0) {
-			same_as_reference(&nlg_sock_schema, &k);
-			(*n)++;
-		}
-		off += NLMSG_ALIGN(nlh->nlmsg_len);
-	}
+	if (nlg_sockdiag_replay(buf, len, ipproto, same_record, n, &err) < 0)
+		fail_msg("fixture %s: %s", name, err.msg);
 	free(buf);
 }
 

@@ -20,6 +20,7 @@
 #include <libmnl/libmnl.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "nlgate/sockdiag.h"
 
 #ifndef IPPROTO_MPTCP
@@ -1373,28 +1374,6 @@ static int fix_rec(const struct nlmsghdr *nlh, void *data)
 			fs->info_ok++;
 	}
 	return NLG_CB_OK;
-}
-
-static uint8_t *read_fixture(const char *name, size_t *len)
-{
-	const char *src = getenv("NLGATE_SRC");
-	char path[512];
-	struct stat st;
-	uint8_t *buf;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/tests/fixtures/%s", src ? src : NLGATE_SRCDIR, name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		fail_msg("fixture %s: %s (run tests/fixtures/record.sh as root)", path,
-			 strerror(errno));
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return buf;
 }
 
 /* Walk every dump in a fixture (recv buffers back to back), ending each at
